@@ -1,0 +1,146 @@
+"""asyncq and the hand-written asyncio baselines, one coroutine function per system.
+
+Every system function has the signature ``(jobs, workers, maxsize) -> Outcome``.  It submits
+all ``jobs.n`` jobs, awaits every result and returns the results in submission order together
+with the wall time of the submit+await phase (setup and teardown are excluded).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from time import perf_counter
+from typing import Any
+
+from .workloads import JobSet
+
+
+@dataclass
+class Outcome:
+    """Results in submission order plus the timed submit+await phase in seconds."""
+
+    results: list[object]
+    seconds: float
+
+
+async def run_asyncq(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
+    """asyncq with the defaults a user gets; native ``Retry`` for the retry workload."""
+    import asyncq
+
+    kwargs: dict[str, Any] = {}
+    if jobs.retry_attempts > 1:
+        kwargs["retry"] = asyncq.Retry(attempts=jobs.retry_attempts, delay=0.0, jitter=False)
+    pool = asyncq.Pool(workers=workers, maxsize=maxsize, **kwargs)
+    fn = jobs.native
+    handles: list[Any] = [None] * jobs.n
+    async with pool:
+        start = perf_counter()
+        if jobs.delays is not None:
+            due = jobs.due
+            for i, delay in enumerate(jobs.delays):
+                due[i] = perf_counter() + delay
+                handles[i] = await pool.options(delay=delay).submit(fn, i)
+        else:
+            for i in range(jobs.n):
+                handles[i] = await pool.submit(fn, i)
+        results = [await handle for handle in handles]
+        seconds = perf_counter() - start
+    return Outcome(results, seconds)
+
+
+async def _stop(tasks: list[asyncio.Task[None]]) -> None:
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def run_bare(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
+    """``asyncio.Queue`` + W worker tasks + one future per job.
+
+    For the delayed workload each job is put into the queue by a ``loop.call_later`` timer;
+    the queue is then unbounded because the timer heap already holds every waiting job.
+    """
+    loop = asyncio.get_running_loop()
+    fn = jobs.emulated
+    size = 0 if jobs.delays is not None else (maxsize or 0)
+    queue: asyncio.Queue[tuple[int, asyncio.Future[object]]] = asyncio.Queue(size)
+
+    async def worker() -> None:
+        while True:
+            i, fut = await queue.get()
+            try:
+                value = await fn(i)
+            except Exception as exc:
+                fut.set_exception(exc)
+            else:
+                fut.set_result(value)
+
+    tasks = [loop.create_task(worker()) for _ in range(workers)]
+    futures: list[asyncio.Future[object]] = []
+    start = perf_counter()
+    if jobs.delays is not None:
+        due = jobs.due
+        for i, delay in enumerate(jobs.delays):
+            fut = loop.create_future()
+            futures.append(fut)
+            due[i] = perf_counter() + delay
+            loop.call_later(delay, queue.put_nowait, (i, fut))
+    else:
+        for i in range(jobs.n):
+            fut = loop.create_future()
+            futures.append(fut)
+            await queue.put((i, fut))
+    results = [await fut for fut in futures]
+    seconds = perf_counter() - start
+    await _stop(tasks)
+    return Outcome(results, seconds)
+
+
+async def run_bare_nofuture(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
+    """The floor: ``asyncio.Queue`` + W workers + ``queue.join()``; results stored by index."""
+    loop = asyncio.get_running_loop()
+    fn = jobs.emulated
+    queue: asyncio.Queue[int] = asyncio.Queue(maxsize or 0)
+    results: list[object] = [None] * jobs.n
+
+    async def worker() -> None:
+        while True:
+            i = await queue.get()
+            try:
+                results[i] = await fn(i)
+            except Exception as exc:
+                results[i] = exc
+            finally:
+                queue.task_done()
+
+    tasks = [loop.create_task(worker()) for _ in range(workers)]
+    start = perf_counter()
+    for i in range(jobs.n):
+        await queue.put(i)
+    await queue.join()
+    seconds = perf_counter() - start
+    await _stop(tasks)
+    return Outcome(results, seconds)
+
+
+async def run_semaphore(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
+    """``asyncio.Semaphore(W)`` + ``asyncio.gather`` over chunks of ``maxsize`` jobs.
+
+    Chunking bounds memory like a bounded queue would (at most ``maxsize`` tasks exist at a
+    time); the price is a short drain at the end of every chunk.
+    """
+    fn = jobs.emulated
+    sem = asyncio.Semaphore(workers)
+    chunk = maxsize or jobs.n
+
+    async def guarded(i: int) -> object:
+        async with sem:
+            return await fn(i)
+
+    results: list[object] = []
+    start = perf_counter()
+    for first in range(0, jobs.n, chunk):
+        last = min(jobs.n, first + chunk)
+        results.extend(await asyncio.gather(*(guarded(i) for i in range(first, last))))
+    seconds = perf_counter() - start
+    return Outcome(results, seconds)

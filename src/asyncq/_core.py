@@ -1,0 +1,393 @@
+"""The pool's engine: admission, the ready queue, timers and routing of outcomes.
+
+Every admitted job is owned by exactly one place: the ready queue (``WAITING``), the timer
+(``DELAYED``), a worker (``RUNNING``), or nobody once it is terminal. The counters below
+move with each hand-off, so ``submitted == succeeded + dead + cancelled + waiting +
+delayed + running`` holds between any two steps of the event loop.
+
+Admission is bounded: a new job is admitted only while ``waiting + delayed < maxsize``.
+A retry moves a job from ``running`` to ``delayed`` without asking for room, so the jobs
+held at any moment (waiting + delayed + running) never exceed ``maxsize + workers``.
+Producers that find the pool full wait in FIFO order; a slot freed for one of them is
+reserved for it, so a late producer cannot barge in.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from asyncq._dead import DeadLetter, DeadLetterQueue, JsonlSink, format_error, qualified_name
+from asyncq._errors import PoolClosed, PoolNotStarted, QueueFull, RetryLater, WrongLoop
+from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job
+from asyncq._options import JobOptions
+from asyncq._stats import SAMPLE_EVERY, Samples
+from asyncq._timers import TimerQueue
+from asyncq._validate import check_job_function
+
+_COMPACT_MIN = 64
+_SAMPLE_MASK = SAMPLE_EVERY - 1
+_CHECKED_MAX = 512
+
+
+class Core:
+    """State shared by the pool facade and its workers (one per pool, one event loop)."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        maxsize: int | None,
+        dead_letters: DeadLetterQueue,
+        *,
+        on_dead: Callable[[DeadLetter], object] | None,
+        sink: JsonlSink | None,
+        logger: Any,
+        debug: bool,
+        rng: random.Random,
+    ) -> None:
+        self.loop = loop
+        self.maxsize: float = math.inf if maxsize is None else maxsize
+        self.ready: deque[Job[Any]] = deque()
+        self.timers = TimerQueue(loop, self.release)
+        self.putters: deque[asyncio.Future[bool]] = deque()
+        self.idle: list[asyncio.Future[None]] = []
+        self.workers: list[Any] = []
+        self.reserved = 0
+        self.stale = 0
+        self.open = True
+        self.stopping = False
+        self.draining: asyncio.Future[None] | None = None
+        self.fatal: BaseException | None = None
+        self.dead_letters = dead_letters
+        self.on_dead = on_dead
+        self.sink = sink
+        self.log = logger
+        self.debug = debug
+        self.rng = rng
+        self.wait_samples = Samples()
+        self.run_samples = Samples()
+        self.seq = 0
+        self.checked: dict[Any, bool] = {}
+        # counters and gauges
+        self.submitted = self.succeeded = self.failed = self.retried = 0
+        self.dead = self.cancelled = 0
+        self.waiting = self.delayed = self.running = 0
+
+    # -- admission ------------------------------------------------------------------
+    def check_open(self) -> None:
+        """Raise unless a job may be submitted from here, now."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        if loop is not self.loop:
+            raise WrongLoop(
+                "this pool runs on another event loop; submit from a task on the pool's own "
+                "loop (use asyncio.run_coroutine_threadsafe from other threads)"
+            )
+        if not self.open:
+            raise PoolClosed("the pool is closed and admits no more jobs")
+
+    def full(self) -> bool:
+        """Whether a new job would have to wait for room (or queue behind waiting producers)."""
+        return self.waiting + self.delayed + self.reserved >= self.maxsize or bool(self.putters)
+
+    async def wait_room(self) -> None:
+        """Wait, in FIFO order with other producers, until a slot is reserved for us."""
+        waiter: asyncio.Future[bool] = self.loop.create_future()
+        self.putters.append(waiter)
+        try:
+            has_room = await waiter
+        except asyncio.CancelledError:
+            if waiter.cancelled():
+                self.putters.remove(waiter)
+            elif waiter.result():  # a slot was reserved for us: hand it on
+                self.reserved -= 1
+                self.room_freed()
+            raise
+        if not has_room:
+            raise PoolClosed("the pool closed while this producer waited for room")
+        self.reserved -= 1
+        if not self.open:
+            raise PoolClosed("the pool closed while this producer waited for room")
+
+    def room_freed(self) -> None:
+        """Reserve freed slots for the longest-waiting producers."""
+        putters = self.putters
+        while putters and self.waiting + self.delayed + self.reserved < self.maxsize:
+            waiter = putters.popleft()
+            if not waiter.done():
+                self.reserved += 1
+                waiter.set_result(True)
+
+    def admit(
+        self, fn: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+        options: JobOptions,
+    ) -> Job[Any]:
+        """Create and place a job; the caller has checked the bound."""
+        checked = self.checked
+        if fn not in checked:
+            check_job_function(fn)
+            if len(checked) >= _CHECKED_MAX:
+                checked.clear()
+            checked[fn] = True
+        self.seq = seq = self.seq + 1
+        job: Job[Any] = Job(self, seq, fn, args, kwargs, options.retry, options.timeout)
+        self.submitted += 1
+        if not seq & _SAMPLE_MASK:
+            job.t0 = self.loop.time()
+        if options.delay:
+            job.state = DELAYED
+            self.delayed += 1
+            self.timers.schedule(options.delay, job)
+        else:
+            self.waiting += 1
+            self.ready.append(job)
+            if self.idle:
+                self.wake_worker()
+        return job
+
+    def refuse_nowait(self) -> None:
+        """Raise ``QueueFull`` for ``submit_nowait`` on a full pool."""
+        raise QueueFull(
+            f"the pool holds {self.waiting + self.delayed} jobs not yet running "
+            f"(maxsize={self.maxsize:g}); use 'await submit(...)' to wait for room"
+        )
+
+    # -- workers ------------------------------------------------------------------------
+    def wake_worker(self) -> None:
+        """Wake one parked worker."""
+        idle = self.idle
+        while idle:
+            waiter = idle.pop()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def park(self) -> bool:
+        """Park a worker until there is work; False when it should stop instead."""
+        if self.stopping:
+            return False
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        self.idle.append(waiter)
+        await waiter
+        return not self.stopping
+
+    def begin(self, job: Job[Any], worker: Any) -> None:
+        """Hand a waiting job to a worker."""
+        job.move(RUNNING)
+        job.attempts += 1
+        job.worker = worker
+        self.waiting -= 1
+        self.running += 1
+        if job.t0:
+            now = self.loop.time()
+            if job.attempts == 1:
+                self.wait_samples.add(now - job.t0)
+            job.t0 = now
+        if self.putters:
+            self.room_freed()
+        if self.debug:
+            self.log.debug("job.started", job_id=job.id, fn=qualified_name(job.fn),
+                           attempt=job.attempts)
+
+    def drop_stale(self) -> None:
+        """Forget one cancelled job popped from the ready queue."""
+        self.stale -= 1
+
+    # -- outcomes ----------------------------------------------------------------------
+    def succeed(self, job: Job[Any], result: Any) -> None:
+        """The attempt returned: the job has its result."""
+        self.running -= 1
+        if job.t0:
+            self.run_samples.add(self.loop.time() - job.t0)
+        job.settle(SUCCEEDED, result, None)
+        self.succeeded += 1
+        if self.debug:
+            self.log.debug("job.succeeded", job_id=job.id, fn=qualified_name(job.fn),
+                           attempt=job.attempts)
+        if self.draining is not None:
+            self.check_drained()
+
+    def fail(self, job: Job[Any], error: BaseException) -> None:
+        """The attempt raised: retry it on the timer, or bury it in the dead letters."""
+        self.running -= 1
+        self.failed += 1
+        if job.t0:
+            self.run_samples.add(self.loop.time() - job.t0)
+        if not job.first_failed_at:
+            job.first_failed_at = time.time()
+        policy = job.retry
+        if isinstance(error, RetryLater):
+            retryable, delay = True, error.delay
+        else:
+            retryable, delay = policy.retryable(error), None
+        if not retryable:
+            self.bury(job, error, "not_retryable")
+        elif job.attempts >= policy.attempts:
+            self.bury(job, error, "attempts_exhausted")
+        else:
+            self.schedule_retry(job, policy.backoff(job.attempts, self.rng) if delay is None
+                                else delay, error)
+
+    def schedule_retry(self, job: Job[Any], delay: float, error: BaseException) -> None:
+        """Queue the next attempt: at once when there is no delay, else on the timer."""
+        self.retried += 1
+        if self.debug:
+            self.log.debug("job.retry_scheduled", job_id=job.id, fn=qualified_name(job.fn),
+                           attempt=job.attempts, delay=delay, error=repr(error))
+        if delay:
+            job.move(DELAYED)
+            self.delayed += 1
+            self.timers.schedule(delay, job)
+        else:
+            job.move(WAITING)
+            self.waiting += 1
+            self.ready.append(job)
+            if self.idle:
+                self.wake_worker()
+
+    def bury(self, job: Job[Any], error: BaseException, reason: str) -> None:
+        """Move a job to the dead letters, tell the hooks, resolve its handle."""
+        now = time.time()
+        letter = DeadLetter(
+            job_id=job.id, fn=job.fn, args=job.args, kwargs=job.kwargs, attempts=job.attempts,
+            error=error, traceback=format_error(error),
+            first_failed_at=datetime.fromtimestamp(job.first_failed_at or now, UTC),
+            last_failed_at=datetime.fromtimestamp(now, UTC), reason=reason,
+            options=JobOptions(timeout=job.timeout, retry=job.retry),
+        )
+        self.dead_letters.add(letter)
+        job.settle(DEAD, None, error)
+        self.dead += 1
+        self.log.warning("job.dead", job_id=job.id, fn=qualified_name(letter.fn),
+                         attempt=job.attempts, reason=reason, error=repr(error))
+        self.notify_dead(letter)
+        if self.draining is not None:
+            self.check_drained()
+
+    def notify_dead(self, letter: DeadLetter) -> None:
+        """Write the letter to the sink and call ``on_dead``; their errors are logged."""
+        for name, hook in (("sink", self.sink.write if self.sink else None),
+                           ("on_dead", self.on_dead)):
+            if hook is None:
+                continue
+            try:
+                hook(letter)
+            except Exception as exc:
+                # The job is already safe in the dead letters; a broken hook must not
+                # take the worker down, so its error is reported, not raised.
+                self.log.error("dead_letter.hook_failed", hook=name, job_id=letter.job_id,
+                               error=repr(exc), exc_info=exc)
+
+    def end_cancelled(self, job: Job[Any], reason: str = "cancelled") -> None:
+        """A running attempt was cancelled on request: the job ends ``CANCELLED``."""
+        self.running -= 1
+        self.settle_cancelled(job, reason)
+
+    def settle_cancelled(self, job: Job[Any], reason: str) -> None:
+        """Resolve a job as ``CANCELLED`` (its gauge already adjusted)."""
+        job.settle(CANCELLED, None, job.cancelled_error(reason))
+        self.cancelled += 1
+        if self.debug:
+            self.log.debug("job.cancelled", job_id=job.id, fn=qualified_name(job.fn),
+                           attempt=job.attempts, reason=reason)
+        if self.draining is not None:
+            self.check_drained()
+
+    # -- cancellation and timers ---------------------------------------------------------
+    def cancel_job(self, job: Job[Any], reason: str = "cancelled") -> bool:
+        """Cancel a job wherever it is (see :meth:`asyncq.Job.cancel`)."""
+        state = job.state
+        if state is WAITING:
+            self.waiting -= 1
+            self.stale += 1
+            self.settle_cancelled(job, reason)
+            self.compact_ready()
+        elif state is DELAYED:
+            self.delayed -= 1
+            self.timers.discard(job)
+            self.settle_cancelled(job, reason)
+        elif state is RUNNING:
+            job.worker.cancel_attempt(job)
+            return True
+        else:
+            return False
+        if self.putters:
+            self.room_freed()
+        return True
+
+    def compact_ready(self) -> None:
+        """Rebuild the ready queue when cancelled jobs make up most of it."""
+        if self.stale > _COMPACT_MIN and self.stale * 2 > len(self.ready):
+            self.ready = deque(job for job in self.ready if job.state is WAITING)
+            self.stale = 0
+
+    def release(self, job: Job[Any]) -> None:
+        """A timer fired: the delayed job joins the ready queue."""
+        job.move(WAITING)
+        self.delayed -= 1
+        self.waiting += 1
+        self.ready.append(job)
+        if self.idle:
+            self.wake_worker()
+
+    # -- shutdown ------------------------------------------------------------------------
+    def close_admission(self) -> None:
+        """Admit nothing more and wake every blocked producer with ``PoolClosed``."""
+        self.open = False
+        putters, self.putters = self.putters, deque()
+        for waiter in putters:
+            if not waiter.done():
+                waiter.set_result(False)
+
+    def check_drained(self) -> None:
+        """Resolve the drain future once nothing is left in flight."""
+        draining = self.draining
+        if (draining is not None and not draining.done()
+                and self.waiting + self.delayed + self.running == 0):
+            draining.set_result(None)
+
+    def cancel_all(self, reason: str) -> None:
+        """Cancel every job not yet terminal; running attempts end when they end."""
+        for job in self.timers.release_all():
+            self.delayed -= 1
+            self.settle_cancelled(job, reason)
+        ready, self.ready, self.stale = self.ready, deque(), 0
+        for job in ready:
+            if job.state is WAITING:
+                self.waiting -= 1
+                self.settle_cancelled(job, reason)
+        for worker in self.workers:
+            if worker.job is not None:
+                self.cancel_job(worker.job, reason)
+
+    def emergency(self, error: BaseException) -> None:
+        """A job raised ``KeyboardInterrupt``/``SystemExit``: stop admitting, cancel the rest.
+
+        The error is kept and raised again by ``close()`` once every handle is resolved.
+        """
+        if self.fatal is None:
+            self.fatal = error
+        self.close_admission()
+        self.cancel_all("cancelled: the pool stopped after a fatal error in another job")
+        self.stop_workers()
+
+    def stop_workers(self) -> None:
+        """Tell parked workers to exit (running ones exit after their attempt)."""
+        self.stopping = True
+        idle, self.idle = self.idle, []
+        for waiter in idle:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def not_started() -> PoolNotStarted:
+    """The error for a pool used before ``async with`` / ``start()``."""
+    return PoolNotStarted("the pool is not started; use 'async with pool:' or 'await pool.start()'")

@@ -1,0 +1,186 @@
+"""The job handle: state, attempts, and an awaitable result.
+
+A :class:`Job` is created by ``submit`` and owned by exactly one part of the pool at a time
+(the ready queue, a worker, the timer, or nobody once terminal). Awaiting it never touches
+the job itself: each awaiting caller waits on a future of its own, so a caller's timeout or
+cancellation cancels only that caller's wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from collections.abc import Callable, Generator
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+
+from asyncq._errors import JobCancelled
+
+if TYPE_CHECKING:
+    from asyncq._retry import Retry
+
+T = TypeVar("T")
+
+
+class JobState(enum.Enum):
+    """Where a job is in its life.
+
+    ``WAITING``: admitted, waiting for a worker (or, later, its key or dependencies).
+    ``DELAYED``: on the pool's timer, for a delay or a retry backoff.
+    ``RUNNING``: an attempt is running on a worker.
+    ``SUCCEEDED``, ``DEAD`` (in the dead letters), ``CANCELLED``: terminal; exactly one is
+    reached, once.
+    """
+
+    WAITING = "waiting"
+    DELAYED = "delayed"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    DEAD = "dead"
+    CANCELLED = "cancelled"
+
+
+WAITING = JobState.WAITING
+DELAYED = JobState.DELAYED
+RUNNING = JobState.RUNNING
+SUCCEEDED = JobState.SUCCEEDED
+DEAD = JobState.DEAD
+CANCELLED = JobState.CANCELLED
+
+TERMINAL = frozenset({SUCCEEDED, DEAD, CANCELLED})
+
+#: The legal moves. Anything else is a bug in the pool, not in user code.
+TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    WAITING: frozenset({RUNNING, CANCELLED}),
+    DELAYED: frozenset({WAITING, CANCELLED}),
+    RUNNING: frozenset({SUCCEEDED, DEAD, DELAYED, WAITING, CANCELLED}),
+    SUCCEEDED: frozenset(),
+    DEAD: frozenset(),
+    CANCELLED: frozenset(),
+}
+
+
+class _Canceller(Protocol):
+    def cancel_job(self, job: Job[Any]) -> bool: ...
+
+
+class Job(Generic[T]):
+    """A handle on one submitted job; ``await job`` gives its result.
+
+    Awaiting returns the result, raises the job's own final exception when it died (the
+    same object the job raised), or raises :class:`asyncq.JobCancelled` when it was
+    cancelled. Awaiting with a timeout, or cancelling the awaiting task, never cancels the
+    job; only :meth:`cancel` does. The handle may be dropped: the pool keeps the job alive
+    until it is terminal.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_cancel_requested",
+        "_error",
+        "_owner",
+        "_result",
+        "_waiters",
+        "args",
+        "attempts",
+        "first_failed_at",
+        "fn",
+        "id",
+        "kwargs",
+        "retry",
+        "state",
+        "t0",
+        "timeout",
+        "worker",
+    )
+
+    def __init__(
+        self,
+        owner: _Canceller,
+        job_id: int,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry: Retry,
+        timeout: float | None,
+    ) -> None:
+        self._owner = owner
+        self.id = job_id
+        self.fn = fn
+        self.args = args
+        self.kwargs = kwargs
+        self.retry = retry
+        self.timeout = timeout
+        self.state = WAITING
+        self.attempts = 0
+        self.t0 = 0.0
+        self.first_failed_at = 0.0
+        self.worker: Any = None
+        self._result: Any = None
+        self._error: BaseException | None = None
+        self._waiters: list[asyncio.Future[None]] | None = None
+        self._cancel_requested = False
+
+    # -- what users see ---------------------------------------------------------------
+    def done(self) -> bool:
+        """True once the job is terminal: succeeded, dead or cancelled."""
+        return self.state in TERMINAL
+
+    def cancel(self) -> bool:
+        """Cancel the job; return False if it had already ended.
+
+        A waiting or delayed job ends ``CANCELLED`` at once. A running attempt is cancelled
+        and the job ends ``CANCELLED`` when that attempt has actually finished (whatever it
+        returned), so attempts never overlap with anything that follows.
+        """
+        if self.state in TERMINAL:
+            return False
+        return self._owner.cancel_job(self)
+
+    @property
+    def error(self) -> BaseException | None:
+        """The final exception of a dead job, or the ``JobCancelled`` of a cancelled one."""
+        return self._error
+
+    def __await__(self) -> Generator[Any, None, T]:
+        while self.state not in TERMINAL:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            waiters = self._waiters
+            if waiters is None:
+                self._waiters = [waiter]
+            else:
+                if len(waiters) >= 8:
+                    waiters[:] = [w for w in waiters if not w.done()]
+                waiters.append(waiter)
+            yield from waiter
+        if self._error is not None:
+            raise self._error
+        return self._result  # type: ignore[no-any-return]
+
+    def __repr__(self) -> str:
+        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        return f"<Job {self.id} {name} {self.state.name} attempts={self.attempts}>"
+
+    # -- used by the pool -------------------------------------------------------------
+    def move(self, new: JobState) -> None:
+        """Change state, checking the move against :data:`TRANSITIONS`."""
+        if new not in TRANSITIONS[self.state]:
+            raise AssertionError(f"illegal job move {self.state.name} -> {new.name} for {self!r}")
+        self.state = new
+
+    def settle(self, state: JobState, result: Any, error: BaseException | None) -> None:
+        """Enter a terminal state once and wake every caller awaiting the job."""
+        self.move(state)
+        self._result = result
+        self._error = error
+        self.args = self.kwargs = None  # type: ignore[assignment]
+        self.worker = None
+        waiters = self._waiters
+        if waiters is not None:
+            self._waiters = None
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def cancelled_error(self, reason: str = "cancelled") -> JobCancelled:
+        """The exception a cancelled job's awaiters receive."""
+        return JobCancelled(self.id, reason)

@@ -1,0 +1,79 @@
+"""Counters, gauges and latency percentiles, and the immutable :class:`Stats` snapshot."""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+#: One job in ``SAMPLE_EVERY`` is timed (queue wait and run time); the newest
+#: ``SAMPLE_SIZE`` samples feed the percentiles. Timing every job would cost the hot path
+#: three clock reads a job for numbers that a sample estimates just as well.
+SAMPLE_EVERY = 16
+SAMPLE_SIZE = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Latency:
+    """Percentiles in seconds over the sampled jobs (all zero before any sample)."""
+
+    p50: float = 0.0
+    p95: float = 0.0
+    p99: float = 0.0
+    samples: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """A snapshot of a pool, taken by ``pool.stats()``.
+
+    Counters since the pool started: ``submitted`` (jobs admitted), ``succeeded``,
+    ``failed`` (failed attempts, retried or not), ``retried`` (attempts scheduled again),
+    ``dead`` (jobs that went to the dead letters), ``cancelled``. Gauges now: ``waiting``,
+    ``delayed``, ``running``, ``workers``, ``dead_letters`` (letters held). At every moment
+    ``submitted == succeeded + dead + cancelled + waiting + delayed + running``.
+    ``queue_wait`` and ``run_time`` are latency percentiles of a sample of jobs.
+    """
+
+    submitted: int
+    succeeded: int
+    failed: int
+    retried: int
+    dead: int
+    cancelled: int
+    waiting: int
+    delayed: int
+    running: int
+    workers: int
+    dead_letters: int
+    queue_wait: Latency
+    run_time: Latency
+
+    @property
+    def in_flight(self) -> int:
+        """Jobs admitted and not yet terminal."""
+        return self.waiting + self.delayed + self.running
+
+
+class Samples:
+    """A bounded window of latency samples."""
+
+    __slots__ = ("_window",)
+
+    def __init__(self) -> None:
+        self._window: deque[float] = deque(maxlen=SAMPLE_SIZE)
+
+    def add(self, seconds: float) -> None:
+        """Record one sample."""
+        self._window.append(seconds)
+
+    def latency(self) -> Latency:
+        """Nearest-rank percentiles over the window."""
+        data = sorted(self._window)
+        if not data:
+            return Latency()
+        last = len(data) - 1
+
+        def rank(q: float) -> float:
+            return data[min(last, int(q * len(data)))]
+
+        return Latency(p50=rank(0.50), p95=rank(0.95), p99=rank(0.99), samples=len(data))

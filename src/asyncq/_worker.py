@@ -1,0 +1,155 @@
+"""A worker: take a job, run one attempt, classify the outcome, route it.
+
+Attempts run inline in the worker's own task (no task per job), which is where most of
+the pool's speed comes from. Cancelling an attempt — on ``job.cancel()``, on a timeout, or
+at shutdown — cancels the worker's task while the attempt runs and takes the cancellation
+back (``Task.uncancel``) once the attempt has ended, so the worker lives on.
+
+Fair to the loop: a worker that keeps finding jobs waiting runs at most
+:data:`YIELD_EVERY` of them back to back, then yields to the event loop once, so other
+tasks, timers and I/O run even when jobs never suspend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from asyncq._core import Core
+from asyncq._job import WAITING, Job
+
+#: Jobs a worker may run back to back before it yields to the event loop.
+YIELD_EVERY = 64
+
+
+class Worker:
+    """One coroutine worker of a pool."""
+
+    __slots__ = ("cancels", "core", "job", "retiring", "task", "timed_out")
+
+    def __init__(self, core: Core) -> None:
+        self.core = core
+        self.job: Job[Any] | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.cancels = 0
+        self.timed_out = False
+        self.retiring = False
+
+    def start(self, job_id_var: Any) -> asyncio.Task[None]:
+        """Start the worker's task."""
+        self.task = self.core.loop.create_task(self.run(job_id_var))
+        return self.task
+
+    async def run(self, job_id_var: Any) -> None:
+        """Take a job, run one attempt, route the outcome; park when there is none."""
+        core = self.core
+        budget = YIELD_EVERY
+        while not self.retiring:
+            ready = core.ready
+            if not ready:
+                if not await core.park():
+                    return
+                budget = YIELD_EVERY
+                continue
+            job = ready.popleft()
+            if job.state is not WAITING:
+                core.drop_stale()
+                continue
+            core.begin(job, self)
+            job_id_var.set(job.id)
+            self.job = job
+            try:
+                if job.timeout is None:
+                    result = await job.fn(*job.args, **job.kwargs)
+                else:
+                    result = await self.run_timed(job, job.timeout)
+            except (Exception, asyncio.CancelledError) as error:
+                self.job = None
+                self.route(job, None, error)
+            except BaseException as error:
+                self.job = None
+                self.route_fatal(job, error)
+                return
+            else:
+                self.job = None
+                if self.cancels:
+                    self.route(job, result, None)
+                else:
+                    core.succeed(job, result)
+            budget -= 1
+            if not budget:
+                budget = YIELD_EVERY
+                await asyncio.sleep(0)
+
+    async def run_timed(self, job: Job[Any], timeout: float) -> Any:
+        """Run one attempt under a deadline on the loop's clock."""
+        handle = self.core.loop.call_later(timeout, self.expire, job)
+        try:
+            return await job.fn(*job.args, **job.kwargs)
+        finally:
+            handle.cancel()
+
+    def expire(self, job: Job[Any]) -> None:
+        """The attempt's deadline passed: cancel it; it will count as a ``TimeoutError``."""
+        if self.job is job:
+            self.timed_out = True
+            self.interrupt()
+
+    def cancel_attempt(self, job: Job[Any]) -> None:
+        """Cancel the running attempt of ``job`` on request (``job.cancel()``, shutdown)."""
+        if self.job is job and not job._cancel_requested:
+            job._cancel_requested = True
+            self.interrupt()
+
+    def interrupt(self) -> None:
+        """Cancel our task while the attempt runs; counted so it can be taken back."""
+        assert self.task is not None
+        self.cancels += 1
+        self.task.cancel()
+
+    def take_back_cancels(self) -> bool:
+        """Undo our own cancellations; True if someone else is cancelling the task too."""
+        task = self.task
+        assert task is not None
+        for _ in range(self.cancels):
+            task.uncancel()
+        self.cancels = 0
+        return task.cancelling() > 0
+
+    def route(self, job: Job[Any], result: Any, error: BaseException | None) -> None:
+        """Classify an attempt that raised or was interrupted, and route it.
+
+        Cancelled on request wins over everything (the job ends ``CANCELLED`` whatever the
+        attempt did); then a cancellation of the worker's own task from outside (the loop is
+        shutting down: the job is cancelled and the worker ends); then the timeout (a failed
+        attempt with ``TimeoutError``, even if the attempt swallowed the cancellation); then
+        the job's own error.
+        """
+        core = self.core
+        timed_out, self.timed_out = self.timed_out, False
+        if self.cancels:
+            external = self.take_back_cancels()
+        else:
+            external = isinstance(error, asyncio.CancelledError)
+        if job._cancel_requested:
+            core.end_cancelled(job)
+        elif external and isinstance(error, asyncio.CancelledError):
+            core.end_cancelled(job, "cancelled: its worker was cancelled")
+            raise error
+        elif timed_out:
+            timeout_error = TimeoutError(
+                f"job {job.id} attempt {job.attempts} timed out after {job.timeout:g}s")
+            core.fail(job, timeout_error)
+        elif error is None:
+            core.succeed(job, result)
+        else:
+            core.fail(job, error)
+
+    def route_fatal(self, job: Job[Any], error: BaseException) -> None:
+        """``KeyboardInterrupt``/``SystemExit`` from a job: bury it and stop the pool."""
+        core = self.core
+        if self.cancels:
+            self.take_back_cancels()
+        core.running -= 1
+        core.bury(job, error, "fatal")
+        core.emergency(error)
