@@ -57,17 +57,24 @@ async def _stop(tasks: list[asyncio.Task[None]]) -> None:
 async def run_bare(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
     """``asyncio.Queue`` + W worker tasks + one future per job.
 
-    For the delayed workload each job is put into the queue by a ``loop.call_later`` timer;
-    the queue is then unbounded because the timer heap already holds every waiting job.
+    For the delayed workload each job is put into the queue by a ``loop.call_later`` timer.
+    To keep the same contract as asyncq (at most ``maxsize`` jobs waiting or delayed), the
+    submitter first takes one of ``maxsize`` semaphore slots, and a worker gives it back when
+    it dequeues the job; the queue itself is then unbounded.
     """
     loop = asyncio.get_running_loop()
     fn = jobs.emulated
-    size = 0 if jobs.delays is not None else (maxsize or 0)
-    queue: asyncio.Queue[tuple[int, asyncio.Future[object]]] = asyncio.Queue(size)
+    delayed = jobs.delays is not None
+    queue: asyncio.Queue[tuple[int, asyncio.Future[object]]] = asyncio.Queue(
+        0 if delayed else (maxsize or 0)
+    )
+    slots = asyncio.Semaphore(maxsize or jobs.n)
 
     async def worker() -> None:
         while True:
             i, fut = await queue.get()
+            if delayed:
+                slots.release()
             try:
                 value = await fn(i)
             except Exception as exc:
@@ -81,6 +88,7 @@ async def run_bare(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
     if jobs.delays is not None:
         due = jobs.due
         for i, delay in enumerate(jobs.delays):
+            await slots.acquire()
             fut = loop.create_future()
             futures.append(fut)
             due[i] = perf_counter() + delay

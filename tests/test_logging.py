@@ -1,0 +1,235 @@
+"""structlog events: lifecycle, dead jobs, per-job debug events, and ``job_id`` in context.
+
+``structlog.testing.capture_logs()`` swaps the configured processors for a capturing one
+(through ``structlog.configure(processors=...)``, which also marks structlog configured) and
+keeps the wrapper class, so a level-filtering logger configured beforehand still filters.
+Every test starts and ends with ``structlog.reset_defaults()``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+import structlog.contextvars
+from structlog.testing import capture_logs
+
+import asyncq
+from tests.conftest import Gate
+
+NO_WAIT_RETRY = asyncq.Retry(attempts=2, delay=0, jitter=False)
+JOB_DEBUG_EVENTS = {"job.started", "job.succeeded", "job.retry_scheduled", "job.cancelled"}
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Each test starts from structlog's defaults and leaves them behind."""
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+    yield
+    structlog.reset_defaults()
+    structlog.contextvars.clear_contextvars()
+
+
+def configure_level(level: int) -> None:
+    """Configure structlog with a level-filtering logger, as an application would."""
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(level))
+
+
+def events(entries: list[dict[str, Any]], name: str) -> list[dict[str, Any]]:
+    """The captured entries of one event."""
+    return [entry for entry in entries if entry["event"] == name]
+
+
+async def ok(value: int) -> int:
+    return value
+
+
+async def always_fails(value: int) -> None:
+    raise ConnectionError(f"down {value}")
+
+
+class FailOnce:
+    """A job that fails on its first attempt and succeeds on the next."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def run(self) -> str:
+        self.calls += 1
+        if self.calls == 1:
+            raise ConnectionError("first attempt fails")
+        return "second time lucky"
+
+
+async def run_mixed_workload(gate: Gate) -> dict[str, asyncq.Job[Any]]:
+    """A pool that sees a success, a retry then success, a dead job and a cancelled job."""
+    flaky = FailOnce()
+    async with asyncq.Pool(workers=1, retry=NO_WAIT_RETRY) as pool:
+        jobs: dict[str, asyncq.Job[Any]] = {}
+        jobs["ok"] = await pool.submit(ok, 1)
+        jobs["flaky"] = await pool.submit(flaky.run)
+        jobs["dead"] = await pool.submit(always_fails, 2)
+        await asyncio.gather(jobs["ok"], jobs["flaky"], jobs["dead"], return_exceptions=True)
+        jobs["blocker"] = await pool.submit(gate.wait)
+        await gate.entered.wait()
+        jobs["cancelled"] = await pool.submit(ok, 3)
+        assert jobs["cancelled"].cancel()
+        gate.open()
+    return jobs
+
+
+async def test_pool_lifecycle_events() -> None:
+    """``pool.started``, ``pool.closing`` and ``pool.closed`` are logged once each, in order,
+    with the pool's size, the close mode and the final counters."""
+    with capture_logs() as entries:
+        async with asyncq.Pool(workers=3, maxsize=7) as pool:
+            await (await pool.submit(ok, 1))
+    names = [e["event"] for e in entries if e["event"].startswith("pool.")]
+    assert names == ["pool.started", "pool.closing", "pool.closed"]
+    (started,) = events(entries, "pool.started")
+    assert started["workers"] == 3
+    assert started["maxsize"] == 7
+    assert started["log_level"] == "info"
+    (closing,) = events(entries, "pool.closing")
+    assert closing["drain"] is True
+    assert closing["timeout"] is None
+    (closed,) = events(entries, "pool.closed")
+    assert closed["submitted"] == 1
+    assert closed["succeeded"] == 1
+    assert closed["dead"] == 0
+    assert closed["cancelled"] == 0
+
+
+async def test_job_dead_event_carries_job_fn_attempt_and_reason() -> None:
+    """``job.dead`` is a warning naming the job, its function, its last attempt and why."""
+    retry = asyncq.Retry(attempts=2, delay=0, retry_on=(ConnectionError,))
+    with capture_logs() as entries:
+        async with asyncq.Pool(workers=1, retry=retry) as pool:
+            exhausted = await pool.submit(always_fails, 1)
+            refused = await pool.options(retry=asyncq.Retry(attempts=3, retry_on=KeyError)) \
+                .submit(always_fails, 2)
+            await asyncio.gather(exhausted, refused, return_exceptions=True)
+    dead = {e["job_id"]: e for e in events(entries, "job.dead")}
+    assert set(dead) == {exhausted.id, refused.id}
+    assert dead[exhausted.id]["fn"].endswith("always_fails")
+    assert dead[exhausted.id]["attempt"] == 2
+    assert dead[exhausted.id]["reason"] == "attempts_exhausted"
+    assert dead[exhausted.id]["log_level"] == "warning"
+    assert "down 1" in dead[exhausted.id]["error"]
+    assert dead[refused.id]["attempt"] == 1
+    assert dead[refused.id]["reason"] == "not_retryable"
+
+
+async def test_per_job_debug_events_when_debug_is_enabled(gate: Gate) -> None:
+    """With a DEBUG filtering logger, each job logs ``job.started`` per attempt and then
+    ``job.succeeded``, ``job.retry_scheduled`` or ``job.cancelled``, with its id, function
+    and attempt."""
+    configure_level(logging.DEBUG)
+    with capture_logs() as entries:
+        jobs = await run_mixed_workload(gate)
+    started = events(entries, "job.started")
+    assert sorted((e["job_id"], e["attempt"]) for e in started) == [
+        (jobs["ok"].id, 1), (jobs["flaky"].id, 1), (jobs["flaky"].id, 2),
+        (jobs["dead"].id, 1), (jobs["dead"].id, 2), (jobs["blocker"].id, 1)]
+    assert all(e["log_level"] == "debug" for e in started)
+    assert all(e["fn"].endswith(".ok") for e in started if e["job_id"] == jobs["ok"].id)
+    succeeded = events(entries, "job.succeeded")
+    assert sorted((e["job_id"], e["attempt"]) for e in succeeded) == [
+        (jobs["ok"].id, 1), (jobs["flaky"].id, 2), (jobs["blocker"].id, 1)]
+    retried = events(entries, "job.retry_scheduled")
+    assert sorted((e["job_id"], e["attempt"]) for e in retried) == [
+        (jobs["flaky"].id, 1), (jobs["dead"].id, 1)]
+    (flaky_retry,) = (e for e in retried if e["job_id"] == jobs["flaky"].id)
+    assert flaky_retry["fn"].endswith("FailOnce.run")
+    assert "first attempt fails" in flaky_retry["error"]
+    cancelled = events(entries, "job.cancelled")
+    assert [e["job_id"] for e in cancelled] == [jobs["cancelled"].id]
+    assert cancelled[0]["attempt"] == 0
+    assert [e["job_id"] for e in events(entries, "job.dead")] == [jobs["dead"].id]
+
+
+async def test_no_per_job_debug_events_at_info_level(gate: Gate) -> None:
+    """With an INFO filtering logger the per-job debug events are not emitted, while the
+    info and warning events still are."""
+    configure_level(logging.INFO)
+    with capture_logs() as entries:
+        jobs = await run_mixed_workload(gate)
+    names = {e["event"] for e in entries}
+    assert not names & JOB_DEBUG_EVENTS
+    assert {"pool.started", "pool.closing", "pool.closed", "job.dead"} <= names
+    assert [e["job_id"] for e in events(entries, "job.dead")] == [jobs["dead"].id]
+
+
+async def test_pool_uses_the_logger_it_is_given() -> None:
+    """A ``logger=`` passed to the pool is used, with its bound context."""
+    logger = structlog.get_logger("custom").bind(service="deployer")
+    with capture_logs() as entries:
+        async with asyncq.Pool(workers=1, logger=logger) as pool:
+            await (await pool.submit(ok, 1))
+    (started,) = events(entries, "pool.started")
+    assert started["service"] == "deployer"
+
+
+async def test_job_code_logs_carry_its_job_id() -> None:
+    """Code inside a job that logs through structlog (with ``merge_contextvars``) carries
+    ``job_id`` equal to ``job.id``, each job its own, and it does not leak to the caller."""
+    gate = Gate()
+
+    async def work(tag: str) -> None:
+        await gate.wait()
+        structlog.get_logger().info("inside.job", tag=tag)
+
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as entries:
+        async with asyncq.Pool(workers=3) as pool:
+            jobs = {tag: await pool.submit(work, tag) for tag in ("a", "b", "c", "d")}
+            gate.open()
+            await asyncio.gather(*jobs.values())
+            structlog.get_logger().info("outside.job")
+    inside = events(entries, "inside.job")
+    assert {e["tag"]: e["job_id"] for e in inside} == {tag: j.id for tag, j in jobs.items()}
+    (outside,) = events(entries, "outside.job")
+    assert "job_id" not in outside
+    assert "job_id" not in structlog.contextvars.get_contextvars()
+
+
+async def test_context_bound_by_one_job_does_not_leak_into_the_next() -> None:
+    """Isolation: context variables a job binds are its own; a later job on the same worker
+    does not log them."""
+
+    async def binds_user() -> None:
+        structlog.contextvars.bind_contextvars(user="alice")
+        structlog.get_logger().info("first.job")
+
+    async def logs_plainly() -> None:
+        structlog.get_logger().info("second.job")
+
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as entries:
+        async with asyncq.Pool(workers=1) as pool:
+            first = await pool.submit(binds_user)
+            second = await pool.submit(logs_plainly)
+            await asyncio.gather(first, second)
+    (first_entry,) = events(entries, "first.job")
+    assert first_entry["user"] == "alice"
+    (second_entry,) = events(entries, "second.job")
+    assert second_entry["job_id"] == second.id
+    assert "user" not in second_entry
+
+
+async def test_library_never_configures_structlog() -> None:
+    """Running a pool through starts, successes, retries, deaths and a close leaves structlog
+    unconfigured: the library only logs, the application configures."""
+    assert not structlog.is_configured()
+    flaky = FailOnce()
+    async with asyncq.Pool(workers=2, retry=NO_WAIT_RETRY) as pool:
+        results = await asyncio.gather(
+            await pool.submit(ok, 1), await pool.submit(flaky.run),
+            await pool.submit(always_fails, 2), return_exceptions=True)
+    assert results[0] == 1
+    assert results[1] == "second time lucky"
+    assert isinstance(results[2], ConnectionError)
+    assert not structlog.is_configured()
