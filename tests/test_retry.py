@@ -1,0 +1,114 @@
+"""Retry policy: backoff, jitter, retry_on, RetryLater."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+import pytest
+
+import asyncq
+
+
+def test_backoff_is_exponential_and_capped() -> None:
+    """Without jitter the waits are delay * factor**(n-1), capped at max_delay."""
+    policy = asyncq.Retry(attempts=10, delay=0.5, factor=2.0, max_delay=3.0, jitter=False)
+    rng = random.Random(0)
+    assert [policy.backoff(n, rng) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    huge = asyncq.Retry(attempts=10**6, delay=1.0, factor=10.0, max_delay=7.0, jitter=False)
+    assert huge.backoff(10**6, rng) == 7.0  # no overflow for very late attempts
+
+
+def test_full_jitter_is_seedable_and_bounded() -> None:
+    """Full jitter draws from [0, ceiling]; the same seed gives the same waits."""
+    policy = asyncq.Retry(attempts=5, delay=1.0, factor=2.0, max_delay=10.0)
+    first = [asyncq.backoff(policy, n, random.Random(42)) for n in range(1, 5)]
+    again = [asyncq.backoff(policy, n, random.Random(42)) for n in range(1, 5)]
+    assert first == again
+    for n, wait in enumerate(first, start=1):
+        assert 0.0 <= wait <= min(10.0, 2.0 ** (n - 1))
+    spread = {round(policy.backoff(3, random.Random(s)), 6) for s in range(50)}
+    assert len(spread) > 40
+
+
+def test_retry_on_types_and_predicate() -> None:
+    """retry_on accepts a type, a tuple of types, or a predicate."""
+    by_type = asyncq.Retry(retry_on=ConnectionError)
+    assert by_type.retryable(ConnectionResetError()) and not by_type.retryable(ValueError())
+    by_tuple = asyncq.Retry(retry_on=(ValueError, KeyError))
+    assert by_tuple.retryable(KeyError()) and not by_tuple.retryable(OSError())
+    by_predicate = asyncq.Retry(retry_on=lambda exc: "again" in str(exc))
+    assert by_predicate.retryable(RuntimeError("try again")) and not by_predicate.retryable(
+        RuntimeError("fatal"))
+
+
+async def test_not_retryable_error_goes_to_dead_letters_at_once() -> None:
+    """An error refused by retry_on is not retried: one attempt, reason not_retryable."""
+    async def bad() -> None:
+        raise ValueError("bad input")
+
+    async with asyncq.Pool(workers=1, retry=asyncq.Retry(attempts=5, delay=0,
+                                                         retry_on=ConnectionError)) as pool:
+        job = await pool.submit(bad)
+        with pytest.raises(ValueError):
+            await job
+        assert job.attempts == 1
+        assert next(iter(pool.dead_letters)).reason == "not_retryable"
+
+
+async def test_retry_waits_on_the_timer_with_backoff() -> None:
+    """Retries of a failing job are spaced by the backoff on the loop's clock."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def flaky() -> str:
+        starts.append(loop.time())
+        if len(starts) < 3:
+            raise ConnectionError("flaky")
+        return "ok"
+
+    policy = asyncq.Retry(attempts=3, delay=0.01, factor=2.0, jitter=False)
+    async with asyncq.Pool(workers=1, retry=policy) as pool:
+        job = await pool.submit(flaky)
+        assert job.state is asyncq.JobState.WAITING
+        assert await job == "ok"
+    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    tolerance = 0.002  # uvloop's clock ticks in milliseconds
+    assert gaps[0] >= 0.01 - tolerance and gaps[1] >= 0.02 - tolerance
+    assert pool.stats().retried == 2 and pool.stats().failed == 2
+
+
+async def test_retry_later_signal_sets_the_delay_and_uses_an_attempt() -> None:
+    """A job raising RetryLater(delay) is retried after that delay regardless of
+    retry_on, and dies when its attempts are used up."""
+    loop = asyncio.get_running_loop()
+    starts: list[float] = []
+
+    async def not_ready() -> None:
+        starts.append(loop.time())
+        raise asyncq.RetryLater(0.01, "resource busy")
+
+    async with asyncq.Pool(workers=1, retry=asyncq.Retry(attempts=3, delay=5,
+                                                         retry_on=KeyError)) as pool:
+        job = await pool.submit(not_ready)
+        with pytest.raises(asyncq.RetryLater, match="resource busy"):
+            await job
+    assert job.attempts == 3
+    assert all(0.008 <= b - a < 1 for a, b in zip(starts, starts[1:], strict=False))
+
+
+async def test_retry_of_admitted_job_never_waits_for_room() -> None:
+    """A full pool whose every job fails once still completes: retries skip admission."""
+    seen: set[int] = set()
+
+    async def fail_first(i: int) -> int:
+        if i not in seen:
+            seen.add(i)
+            raise ConnectionError("once")
+        return i
+
+    async with asyncq.Pool(workers=2, maxsize=2,
+                           retry=asyncq.Retry(attempts=2, delay=0.001)) as pool:
+        results = await pool.map(fail_first, range(200))
+    assert results == list(range(200))
+    assert pool.stats().retried == 200
