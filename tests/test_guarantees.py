@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 import pytest
@@ -41,10 +42,8 @@ async def test_guarantee_1_conservation_under_faults() -> None:
             kind = rng.choice(["ok", "yield", "fail", "hang", "timeout"])
             sub = pool.options(timeout=0.005) if kind == "timeout" else pool
             delay = rng.choice([0, 0, 0.001])
-            try:
+            with contextlib.suppress(asyncq.QueueFull):
                 jobs.append(sub.options(delay=delay).submit_nowait(job, kind))
-            except asyncq.QueueFull:
-                pass
             if rng.random() < 0.3:
                 rng.choice(jobs).cancel()
             await asyncio.sleep(rng.choice([0, 0, 0.001]))
@@ -58,7 +57,10 @@ async def test_guarantee_1_conservation_under_faults() -> None:
     assert stats.waiting == stats.delayed == stats.running == 0
     assert stats.succeeded + stats.dead + stats.cancelled == len(jobs) == stats.submitted
     assert stats.dead == len(pool.dead_letters)
-    assert stats.succeeded and stats.dead and stats.cancelled and stats.retried
+    assert stats.succeeded
+    assert stats.dead
+    assert stats.cancelled
+    assert stats.retried
     states = [j.state for j in jobs]
     assert states.count(asyncq.JobState.SUCCEEDED) == stats.succeeded
     assert states.count(asyncq.JobState.DEAD) == stats.dead
@@ -93,7 +95,8 @@ async def test_guarantee_2_bounded_memory_and_backpressure(gate: Gate) -> None:
         results = [await job for job in jobs]
         assert results == [0, 1, 2, 3, 4, 5]
         s = pool.stats()
-        assert s.retried == 6 and s.dead == 0
+        assert s.retried == 6
+        assert s.dead == 0
 
 
 async def test_guarantee_3_order_fifo_and_one_worker_serial() -> None:
@@ -138,7 +141,8 @@ async def test_guarantee_4_workers_never_sleep_for_delays_or_retries() -> None:
         quick = [await pool.submit(echo, i) for i in range(20)]
         assert [await j for j in quick] == list(range(20))
         s = pool.stats()
-        assert s.running == 0 and s.delayed == 2
+        assert s.running == 0
+        assert s.delayed == 2
         assert failing.state is asyncq.JobState.DELAYED
         assert later.state is asyncq.JobState.DELAYED
         await pool.close(drain=False)

@@ -27,13 +27,13 @@ async def test_awaiting_gives_result_or_the_jobs_own_exception() -> None:
         ok = await pool.submit(echo, 5)
         bad = await pool.submit(fail)
         assert await ok == 5
-        with pytest.raises(ValueError) as caught:
+        with pytest.raises(ValueError, match="own error") as caught:
             await bad
         assert caught.value is error
         assert bad.error is error
         # awaiting again gives the same outcome
         assert await ok == 5
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="own error"):
             await bad
 
 
@@ -53,11 +53,13 @@ async def test_state_attempts_done_and_repr(gate: Gate) -> None:
         job = await pool.submit(third_time_lucky)
         await gate.entered.wait()
         assert blocker.state is asyncq.JobState.RUNNING
-        assert job.state is asyncq.JobState.WAITING and not job.done()
+        assert job.state is asyncq.JobState.WAITING
+        assert not job.done()
         assert "WAITING" in repr(job)
         gate.open()
         assert await job == "done"
-        assert job.state is asyncq.JobState.SUCCEEDED and job.done()
+        assert job.state is asyncq.JobState.SUCCEEDED
+        assert job.done()
         assert job.attempts == 3
         assert job.cancel() is False  # already terminal
 
@@ -113,8 +115,10 @@ async def test_cancel_waiting_delayed_and_running_jobs(gate: Gate) -> None:
         waiting = await pool.submit(echo, 1)
         delayed = await pool.options(delay=10).submit(echo, 2)
         await gate.entered.wait()
-        assert waiting.cancel() and waiting.state is asyncq.JobState.CANCELLED
-        assert delayed.cancel() and delayed.state is asyncq.JobState.CANCELLED
+        assert waiting.cancel()
+        assert waiting.state is asyncq.JobState.CANCELLED
+        assert delayed.cancel()
+        assert delayed.state is asyncq.JobState.CANCELLED
         assert running.cancel()
         assert running.state is asyncq.JobState.RUNNING  # until the attempt ends
         with pytest.raises(asyncq.JobCancelled) as caught:

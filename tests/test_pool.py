@@ -19,7 +19,8 @@ def test_pool_is_built_outside_a_loop() -> None:
     """A pool can be constructed with no running loop; it is NEW until started."""
     pool = asyncq.Pool(workers=2, maxsize=None)
     assert pool.state is asyncq.PoolState.NEW
-    assert pool.workers == 2 and pool.maxsize is None
+    assert pool.workers == 2
+    assert pool.maxsize is None
     assert "NEW" in repr(pool)
     assert pool.stats().submitted == 0
 
@@ -32,7 +33,8 @@ async def test_close_is_idempotent_and_concurrent_closes_wait(gate: Gate) -> Non
     first = asyncio.create_task(pool.close())
     second = asyncio.create_task(pool.close())
     await settle()
-    assert not first.done() and not second.done()
+    assert not first.done()
+    assert not second.done()
     gate.open()
     await asyncio.gather(first, second)
     await pool.close()
@@ -162,10 +164,13 @@ async def test_stats_snapshot_and_latency_percentiles(gate: Gate) -> None:
         blocker = await pool.submit(gate.wait)
         await gate.entered.wait()
         stats = pool.stats()
-        assert stats.running == 1 and stats.submitted == 201 and stats.succeeded == 200
+        assert stats.running == 1
+        assert stats.submitted == 201
+        assert stats.succeeded == 200
         with pytest.raises(AttributeError):
             stats.submitted = 0  # type: ignore[misc]
-        assert stats.queue_wait.samples > 0 and stats.run_time.samples > 0
+        assert stats.queue_wait.samples > 0
+        assert stats.run_time.samples > 0
         assert 0 <= stats.queue_wait.p50 <= stats.queue_wait.p95 <= stats.queue_wait.p99
         gate.open()
         await blocker

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import random
 
 import pytest
@@ -34,11 +35,14 @@ def test_full_jitter_is_seedable_and_bounded() -> None:
 def test_retry_on_types_and_predicate() -> None:
     """retry_on accepts a type, a tuple of types, or a predicate."""
     by_type = asyncq.Retry(retry_on=ConnectionError)
-    assert by_type.retryable(ConnectionResetError()) and not by_type.retryable(ValueError())
+    assert by_type.retryable(ConnectionResetError())
+    assert not by_type.retryable(ValueError())
     by_tuple = asyncq.Retry(retry_on=(ValueError, KeyError))
-    assert by_tuple.retryable(KeyError()) and not by_tuple.retryable(OSError())
+    assert by_tuple.retryable(KeyError())
+    assert not by_tuple.retryable(OSError())
     by_predicate = asyncq.Retry(retry_on=lambda exc: "again" in str(exc))
-    assert by_predicate.retryable(RuntimeError("try again")) and not by_predicate.retryable(
+    assert by_predicate.retryable(RuntimeError("try again"))
+    assert not by_predicate.retryable(
         RuntimeError("fatal"))
 
 
@@ -50,7 +54,7 @@ async def test_not_retryable_error_goes_to_dead_letters_at_once() -> None:
     async with asyncq.Pool(workers=1, retry=asyncq.Retry(attempts=5, delay=0,
                                                          retry_on=ConnectionError)) as pool:
         job = await pool.submit(bad)
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="bad input"):
             await job
         assert job.attempts == 1
         assert next(iter(pool.dead_letters)).reason == "not_retryable"
@@ -72,10 +76,12 @@ async def test_retry_waits_on_the_timer_with_backoff() -> None:
         job = await pool.submit(flaky)
         assert job.state is asyncq.JobState.WAITING
         assert await job == "ok"
-    gaps = [b - a for a, b in zip(starts, starts[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
     tolerance = 0.002  # uvloop's clock ticks in milliseconds
-    assert gaps[0] >= 0.01 - tolerance and gaps[1] >= 0.02 - tolerance
-    assert pool.stats().retried == 2 and pool.stats().failed == 2
+    assert gaps[0] >= 0.01 - tolerance
+    assert gaps[1] >= 0.02 - tolerance
+    assert pool.stats().retried == 2
+    assert pool.stats().failed == 2
 
 
 async def test_retry_later_signal_sets_the_delay_and_uses_an_attempt() -> None:
@@ -94,7 +100,7 @@ async def test_retry_later_signal_sets_the_delay_and_uses_an_attempt() -> None:
         with pytest.raises(asyncq.RetryLater, match="resource busy"):
             await job
     assert job.attempts == 3
-    assert all(0.008 <= b - a < 1 for a, b in zip(starts, starts[1:], strict=False))
+    assert all(0.008 <= b - a < 1 for a, b in itertools.pairwise(starts))
 
 
 async def test_retry_of_admitted_job_never_waits_for_room() -> None:

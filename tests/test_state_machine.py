@@ -9,6 +9,7 @@ handle's state agrees with the counters, and at the end that every handle resolv
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import Any
 
 from hypothesis import HealthCheck, settings
@@ -62,10 +63,8 @@ class PoolMachine(RuleBasedStateMachine):
             options = options.options(timeout=0.001)
 
         async def submit() -> None:
-            try:
+            with contextlib.suppress(asyncq.QueueFull):
                 self.jobs.append(options.submit_nowait(self.job, kind, len(self.jobs)))
-            except asyncq.QueueFull:
-                pass
 
         self.run(submit())
 

@@ -15,6 +15,7 @@ reserved for it, so a late producer cannot barge in.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import random
 import time
@@ -131,12 +132,12 @@ class Core:
         options: JobOptions,
     ) -> Job[Any]:
         """Create and place a job; the caller has checked the bound."""
-        checked = self.checked
-        if fn not in checked:
-            check_job_function(fn)
-            if len(checked) >= _CHECKED_MAX:
-                checked.clear()
-            checked[fn] = True
+        try:
+            known = fn in self.checked
+        except TypeError:  # unhashable callables are checked every time
+            known = False
+        if not known:
+            self.remember_checked(fn)
         self.seq = seq = self.seq + 1
         job: Job[Any] = Job(self, seq, fn, args, kwargs, options.retry, options.timeout)
         self.submitted += 1
@@ -152,6 +153,15 @@ class Core:
             if self.idle:
                 self.wake_worker()
         return job
+
+    def remember_checked(self, fn: Callable[..., Any]) -> None:
+        """Validate a job function once; later submits of it skip the check."""
+        check_job_function(fn)
+        checked = self.checked
+        if len(checked) >= _CHECKED_MAX:
+            checked.clear()
+        with contextlib.suppress(TypeError):  # unhashable: not remembered
+            checked[fn] = True
 
     def refuse_nowait(self) -> None:
         """Raise ``QueueFull`` for ``submit_nowait`` on a full pool."""

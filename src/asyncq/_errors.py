@@ -71,7 +71,7 @@ class DependencyFailed(JobCancelled):
         self.dependency_id = dependency_id
 
 
-class RetryLater(Exception):  # noqa: N818 - a signal raised by job code, not an error
+class RetryLater(Exception):
     """Raise inside a job to have it retried after ``delay`` seconds.
 
     The attempt counts as failed and uses one of the job's attempts (so a job can never

@@ -21,7 +21,7 @@ class JobOptions:
 
     delay: float = 0.0
     timeout: float | None = None
-    retry: Retry = Retry(attempts=1, delay=0.0, jitter=False)
+    retry: Retry = Retry(attempts=1, delay=0.0, jitter=False)  # noqa: RUF009 - immutable
 
     def derive(
         self, *, delay: Any = _UNSET, timeout: Any = _UNSET, retry: Any = _UNSET

@@ -48,7 +48,7 @@ class Retry:
         retry_on = self.retry_on
         if isinstance(retry_on, tuple):
             return isinstance(exc, retry_on)
-        return bool(retry_on(exc))  # type: ignore[call-arg]
+        return bool(retry_on(exc))
 
     def backoff(self, failed_attempts: int, rng: random.Random) -> float:
         """Seconds to wait after ``failed_attempts`` failures (1 after the first)."""
@@ -75,7 +75,7 @@ def _check_retry_on(value: object) -> RetryOn:
         if all(isinstance(t, type) and issubclass(t, BaseException) for t in value):
             return value
     elif callable(value):
-        return value  # type: ignore[return-value]
+        return value
     raise TypeError(
         "retry_on must be an exception type, a tuple of exception types or a predicate "
         f"exc -> bool, got {value!r}"

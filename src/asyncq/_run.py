@@ -77,9 +77,9 @@ async def _supervise(main: Coroutine[Any, Any, T], grace: float) -> T:
     signals = _Signals(task, grace)
     handled: list[int] = []
     if threading.current_thread() is threading.main_thread() and sys.platform != "win32":
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(signum, signals.received, signum)
-            handled.append(signum)
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, signals.received, int(sig))
+            handled.append(sig)
     try:
         try:
             result = await task
@@ -93,5 +93,5 @@ async def _supervise(main: Coroutine[Any, Any, T], grace: float) -> T:
             await signals.closer
         raise SystemExit(128 + signals.signum)
     finally:
-        for signum in handled:
-            loop.remove_signal_handler(signum)
+        for number in handled:
+            loop.remove_signal_handler(number)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from asyncq._core import Core, not_started
 from asyncq._job import Job
@@ -23,7 +23,7 @@ T = TypeVar("T")
 _UNBOUNDED_MAP_WINDOW = 1024
 
 
-class _CoreSource:
+class _CoreSource(Protocol):
     """Anything that can hand out the running core (the pool)."""
 
     _core: Core | None

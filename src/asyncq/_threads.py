@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Awaitable, Callable
-from typing import ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
 import anyio.to_thread
 
@@ -40,7 +40,7 @@ def in_thread(fn: Callable[P, T]) -> Callable[P, Awaitable[T]]:
     return run_in_thread
 
 
-async def _outlast(future: asyncio.Future[object]) -> None:
+async def _outlast(future: asyncio.Future[Any]) -> None:
     """Wait for ``future`` to finish, absorbing further cancellations (re-raised by caller)."""
     while not future.done():
         try:
