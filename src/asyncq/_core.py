@@ -1,15 +1,18 @@
 """The pool's engine: admission, the ready queue, timers and routing of outcomes.
 
 Every admitted job is owned by exactly one place: the ready queue (``WAITING``), the timer
-(``DELAYED``), a worker (``RUNNING``), or nobody once it is terminal. The counters below
-move with each hand-off, so ``submitted == succeeded + dead + cancelled + waiting +
-delayed + running`` holds between any two steps of the event loop.
+(``DELAYED``), a worker (``RUNNING``), or nobody once it is terminal. The gauges are read
+off those owners (``running`` counts busy workers, ``waiting`` the live jobs in the ready
+queue), so ``submitted == succeeded + dead + cancelled + waiting + delayed + running``
+holds between any two steps of the event loop.
 
-Admission is bounded: a new job is admitted only while ``waiting + delayed < maxsize``.
-A retry moves a job from ``running`` to ``delayed`` without asking for room, so the jobs
-held at any moment (waiting + delayed + running) never exceed ``maxsize + workers``.
-Producers that find the pool full wait in FIFO order; a slot freed for one of them is
-reserved for it, so a late producer cannot barge in.
+Admission is bounded by one counter, ``taken``: the slots of ``maxsize`` in use, that is
+waiting + delayed jobs plus slots reserved for producers about to be admitted. A new job
+is admitted only while ``taken < maxsize``. A retry moves a job from running back to
+waiting or delayed without asking for room, so the jobs held at any moment (waiting +
+delayed + running) never exceed ``maxsize + workers``. Producers that find the pool full
+wait in FIFO order; a slot freed for one of them is reserved for it, so a late producer
+cannot barge in (and while any producer waits, ``taken >= maxsize``).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from asyncq._timers import TimerQueue
 from asyncq._validate import check_job_function
 
 _COMPACT_MIN = 64
-_SAMPLE_MASK = SAMPLE_EVERY - 1
+assert SAMPLE_EVERY == 16
 _CHECKED_MAX = 512
 
 
@@ -59,6 +62,7 @@ class Core:
         self.putters: deque[asyncio.Future[bool]] = deque()
         self.idle: list[asyncio.Future[None]] = []
         self.workers: list[Any] = []
+        self.taken = 0
         self.reserved = 0
         self.stale = 0
         self.open = True
@@ -75,10 +79,24 @@ class Core:
         self.run_samples = Samples()
         self.seq = 0
         self.checked: dict[Any, bool] = {}
-        # counters and gauges
-        self.submitted = self.succeeded = self.failed = self.retried = 0
-        self.dead = self.cancelled = 0
-        self.waiting = self.delayed = self.running = 0
+        # counters (``submitted`` is ``seq``) and the one gauge not read off an owner
+        self.succeeded = self.failed = self.retried = self.dead = self.cancelled = 0
+        self.delayed = 0
+
+    @property
+    def submitted(self) -> int:
+        """Jobs admitted so far (each got the next id)."""
+        return self.seq
+
+    @property
+    def waiting(self) -> int:
+        """Jobs in the ready queue, not counting cancelled ones left there."""
+        return len(self.ready) - self.stale
+
+    @property
+    def running(self) -> int:
+        """Jobs whose attempt is running on a worker."""
+        return sum(1 for worker in self.workers if worker.job is not None)
 
     # -- admission ------------------------------------------------------------------
     def check_open(self) -> None:
@@ -97,7 +115,7 @@ class Core:
 
     def full(self) -> bool:
         """Whether a new job would have to wait for room (or queue behind waiting producers)."""
-        return self.waiting + self.delayed + self.reserved >= self.maxsize or bool(self.putters)
+        return self.taken >= self.maxsize
 
     async def wait_room(self) -> None:
         """Wait, in FIFO order with other producers, until a slot is reserved for us."""
@@ -110,20 +128,23 @@ class Core:
                 self.putters.remove(waiter)
             elif waiter.result():  # a slot was reserved for us: hand it on
                 self.reserved -= 1
+                self.taken -= 1
                 self.room_freed()
             raise
         if not has_room:
             raise PoolClosed("the pool closed while this producer waited for room")
         self.reserved -= 1
+        self.taken -= 1  # admit() takes the slot again
         if not self.open:
             raise PoolClosed("the pool closed while this producer waited for room")
 
     def room_freed(self) -> None:
         """Reserve freed slots for the longest-waiting producers."""
         putters = self.putters
-        while putters and self.waiting + self.delayed + self.reserved < self.maxsize:
+        while putters and self.taken < self.maxsize:
             waiter = putters.popleft()
             if not waiter.done():
+                self.taken += 1
                 self.reserved += 1
                 waiter.set_result(True)
 
@@ -140,15 +161,14 @@ class Core:
             self.remember_checked(fn)
         self.seq = seq = self.seq + 1
         job: Job[Any] = Job(self, seq, fn, args, kwargs, options.retry, options.timeout)
-        self.submitted += 1
-        if not seq & _SAMPLE_MASK:
+        self.taken += 1
+        if not seq & 15:  # one job in SAMPLE_EVERY is timed
             job.t0 = self.loop.time()
         if options.delay:
             job.state = DELAYED
             self.delayed += 1
             self.timers.schedule(options.delay, job)
         else:
-            self.waiting += 1
             self.ready.append(job)
             if self.idle:
                 self.wake_worker()
@@ -166,7 +186,7 @@ class Core:
     def refuse_nowait(self) -> None:
         """Raise ``QueueFull`` for ``submit_nowait`` on a full pool."""
         raise QueueFull(
-            f"the pool holds {self.waiting + self.delayed} jobs not yet running "
+            f"the pool holds {self.taken - self.reserved} jobs not yet running "
             f"(maxsize={self.maxsize:g}); use 'await submit(...)' to wait for room"
         )
 
@@ -190,12 +210,11 @@ class Core:
         return not self.stopping
 
     def begin(self, job: Job[Any], worker: Any) -> None:
-        """Hand a waiting job to a worker."""
-        job.move(RUNNING)
+        """Hand a job the worker found ``WAITING`` to that worker (a legal move)."""
+        job.state = RUNNING
         job.attempts += 1
-        job.worker = worker
-        self.waiting -= 1
-        self.running += 1
+        worker.job = job
+        self.taken -= 1
         if job.t0:
             now = self.loop.time()
             if job.attempts == 1:
@@ -214,10 +233,14 @@ class Core:
     # -- outcomes ----------------------------------------------------------------------
     def succeed(self, job: Job[Any], result: Any) -> None:
         """The attempt returned: the job has its result."""
-        self.running -= 1
         if job.t0:
             self.run_samples.add(self.loop.time() - job.t0)
-        job.settle(SUCCEEDED, result, None)
+        # RUNNING -> SUCCEEDED is legal by construction: the worker owns the job.
+        job.state = SUCCEEDED
+        job._result = result
+        job.args = job.kwargs = None  # type: ignore[assignment]
+        if job._waiters is not None:
+            job.wake()
         self.succeeded += 1
         if self.debug:
             self.log.debug("job.succeeded", job_id=job.id, fn=qualified_name(job.fn),
@@ -227,7 +250,6 @@ class Core:
 
     def fail(self, job: Job[Any], error: BaseException) -> None:
         """The attempt raised: retry it on the timer, or bury it in the dead letters."""
-        self.running -= 1
         self.failed += 1
         if job.t0:
             self.run_samples.add(self.loop.time() - job.t0)
@@ -252,13 +274,13 @@ class Core:
         if self.debug:
             self.log.debug("job.retry_scheduled", job_id=job.id, fn=qualified_name(job.fn),
                            attempt=job.attempts, delay=delay, error=repr(error))
+        self.taken += 1
         if delay:
             job.move(DELAYED)
             self.delayed += 1
             self.timers.schedule(delay, job)
         else:
             job.move(WAITING)
-            self.waiting += 1
             self.ready.append(job)
             if self.idle:
                 self.wake_worker()
@@ -298,7 +320,6 @@ class Core:
 
     def end_cancelled(self, job: Job[Any], reason: str = "cancelled") -> None:
         """A running attempt was cancelled on request: the job ends ``CANCELLED``."""
-        self.running -= 1
         self.settle_cancelled(job, reason)
 
     def settle_cancelled(self, job: Job[Any], reason: str) -> None:
@@ -316,16 +337,19 @@ class Core:
         """Cancel a job wherever it is (see :meth:`asyncq.Job.cancel`)."""
         state = job.state
         if state is WAITING:
-            self.waiting -= 1
+            self.taken -= 1
             self.stale += 1
             self.settle_cancelled(job, reason)
             self.compact_ready()
         elif state is DELAYED:
+            self.taken -= 1
             self.delayed -= 1
             self.timers.discard(job)
             self.settle_cancelled(job, reason)
         elif state is RUNNING:
-            job.worker.cancel_attempt(job)
+            for worker in self.workers:
+                if worker.job is job:
+                    worker.cancel_attempt(job)
             return True
         else:
             return False
@@ -343,7 +367,6 @@ class Core:
         """A timer fired: the delayed job joins the ready queue."""
         job.move(WAITING)
         self.delayed -= 1
-        self.waiting += 1
         self.ready.append(job)
         if self.idle:
             self.wake_worker()
@@ -361,18 +384,19 @@ class Core:
         """Resolve the drain future once nothing is left in flight."""
         draining = self.draining
         if (draining is not None and not draining.done()
-                and self.waiting + self.delayed + self.running == 0):
+                and self.taken == self.reserved and self.running == 0):
             draining.set_result(None)
 
     def cancel_all(self, reason: str) -> None:
         """Cancel every job not yet terminal; running attempts end when they end."""
         for job in self.timers.release_all():
+            self.taken -= 1
             self.delayed -= 1
             self.settle_cancelled(job, reason)
         ready, self.ready, self.stale = self.ready, deque(), 0
         for job in ready:
             if job.state is WAITING:
-                self.waiting -= 1
+                self.taken -= 1
                 self.settle_cancelled(job, reason)
         for worker in self.workers:
             if worker.job is not None:

@@ -38,6 +38,14 @@ class JobState(enum.Enum):
     DEAD = "dead"
     CANCELLED = "cancelled"
 
+    # Members are singletons: identity hashing keeps set and dict look-ups in C.
+    __hash__ = object.__hash__
+
+    @property
+    def terminal(self) -> bool:
+        """True for ``SUCCEEDED``, ``DEAD`` and ``CANCELLED``."""
+        return self in TERMINAL
+
 
 WAITING = JobState.WAITING
 DELAYED = JobState.DELAYED
@@ -90,7 +98,6 @@ class Job(Generic[T]):
         "state",
         "t0",
         "timeout",
-        "worker",
     )
 
     def __init__(
@@ -114,7 +121,6 @@ class Job(Generic[T]):
         self.attempts = 0
         self.t0 = 0.0
         self.first_failed_at = 0.0
-        self.worker: Any = None
         self._result: Any = None
         self._error: BaseException | None = None
         self._waiters: list[asyncio.Future[None]] | None = None
@@ -123,7 +129,8 @@ class Job(Generic[T]):
     # -- what users see ---------------------------------------------------------------
     def done(self) -> bool:
         """True once the job is terminal: succeeded, dead or cancelled."""
-        return self.state in TERMINAL
+        state = self.state
+        return state is SUCCEEDED or state is DEAD or state is CANCELLED
 
     def cancel(self) -> bool:
         """Cancel the job; return False if it had already ended.
@@ -132,7 +139,7 @@ class Job(Generic[T]):
         and the job ends ``CANCELLED`` when that attempt has actually finished (whatever it
         returned), so attempts never overlap with anything that follows.
         """
-        if self.state in TERMINAL:
+        if self.done():
             return False
         return self._owner.cancel_job(self)
 
@@ -142,7 +149,8 @@ class Job(Generic[T]):
         return self._error
 
     def __await__(self) -> Generator[Any, None, T]:
-        while self.state not in TERMINAL:
+        while (state := self.state) is not SUCCEEDED and state is not DEAD \
+                and state is not CANCELLED:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             waiters = self._waiters
             if waiters is None:
@@ -169,14 +177,20 @@ class Job(Generic[T]):
 
     def settle(self, state: JobState, result: Any, error: BaseException | None) -> None:
         """Enter a terminal state once and wake every caller awaiting the job."""
-        self.move(state)
+        if state not in TRANSITIONS[self.state]:
+            self.move(state)  # raises
+        self.state = state
         self._result = result
         self._error = error
         self.args = self.kwargs = None  # type: ignore[assignment]
-        self.worker = None
+        if self._waiters is not None:
+            self.wake()
+
+    def wake(self) -> None:
+        """Wake every caller awaiting the job (it has just become terminal)."""
         waiters = self._waiters
+        self._waiters = None
         if waiters is not None:
-            self._waiters = None
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)

@@ -6,6 +6,7 @@ a submitter with the pool's default options.
 
 from __future__ import annotations
 
+from asyncio import get_running_loop
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
@@ -65,6 +66,9 @@ class Submitter:
         when the pool is closed, or closes while this call waits.
         """
         core = self._owner._core
+        if (core is not None and core.taken < core.maxsize and core.open
+                and get_running_loop() is core.loop):
+            return core.admit(fn, args, kwargs, self._options)  # the fast path: room, no queue
         if core is None:
             raise not_started()
         core.check_open()

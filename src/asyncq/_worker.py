@@ -57,7 +57,6 @@ class Worker:
                 continue
             core.begin(job, self)
             job_id_var.set(job.id)
-            self.job = job
             try:
                 if job.timeout is None:
                     result = await job.fn(*job.args, **job.kwargs)
@@ -150,6 +149,5 @@ class Worker:
         core = self.core
         if self.cancels:
             self.take_back_cancels()
-        core.running -= 1
         core.bury(job, error, "fatal")
         core.emergency(error)
