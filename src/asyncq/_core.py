@@ -21,11 +21,12 @@ import asyncio
 import contextlib
 import math
 import random
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 from asyncq._dead import DeadLetter, DeadLetterQueue, JsonlSink, format_error, qualified_name
 from asyncq._errors import PoolClosed, PoolNotStarted, QueueFull, RetryLater, WrongLoop
@@ -56,6 +57,10 @@ class Core:
         rng: random.Random,
     ) -> None:
         self.loop = loop
+        # Submitting is allowed from this thread while ``loop`` runs: then, and only then,
+        # the running loop is ``loop`` (one loop runs per thread at a time). Checking the
+        # thread id and ``is_running()`` costs less than ``asyncio.get_running_loop()``.
+        self.thread = threading.get_ident()
         self.maxsize: float = math.inf if maxsize is None else maxsize
         self.ready: deque[Job[Any]] = deque()
         self.timers = TimerQueue(loop, self.release)
@@ -183,7 +188,7 @@ class Core:
         with contextlib.suppress(TypeError):  # unhashable: not remembered
             checked[fn] = True
 
-    def refuse_nowait(self) -> None:
+    def refuse_nowait(self) -> NoReturn:
         """Raise ``QueueFull`` for ``submit_nowait`` on a full pool."""
         raise QueueFull(
             f"the pool holds {self.taken - self.reserved} jobs not yet running "
@@ -209,12 +214,8 @@ class Core:
         await waiter
         return not self.stopping
 
-    def begin(self, job: Job[Any], worker: Any) -> None:
-        """Hand a job the worker found ``WAITING`` to that worker (a legal move)."""
-        job.state = RUNNING
-        job.attempts += 1
-        worker.job = job
-        self.taken -= 1
+    def begin(self, job: Job[Any]) -> None:
+        """A worker took ``job``: hand its slot on, sample its wait, log it."""
         if job.t0:
             now = self.loop.time()
             if job.attempts == 1:
@@ -233,8 +234,6 @@ class Core:
     # -- outcomes ----------------------------------------------------------------------
     def succeed(self, job: Job[Any], result: Any) -> None:
         """The attempt returned: the job has its result."""
-        if job.t0:
-            self.run_samples.add(self.loop.time() - job.t0)
         # RUNNING -> SUCCEEDED is legal by construction: the worker owns the job.
         job.state = SUCCEEDED
         job._result = result
@@ -242,6 +241,13 @@ class Core:
         if job._waiters is not None:
             job.wake()
         self.succeeded += 1
+        if job.t0 or self.debug or self.draining is not None:
+            self.after_success(job)
+
+    def after_success(self, job: Job[Any]) -> None:
+        """The rarer parts of a success: a latency sample, a log event, the drain check."""
+        if job.t0:
+            self.run_samples.add(self.loop.time() - job.t0)
         if self.debug:
             self.log.debug("job.succeeded", job_id=job.id, fn=qualified_name(job.fn),
                            attempt=job.attempts)
@@ -253,7 +259,7 @@ class Core:
         self.failed += 1
         if job.t0:
             self.run_samples.add(self.loop.time() - job.t0)
-        if not job.first_failed_at:
+        if not hasattr(job, "first_failed_at"):
             job.first_failed_at = time.time()
         policy = job.retry
         if isinstance(error, RetryLater):
@@ -291,7 +297,7 @@ class Core:
         letter = DeadLetter(
             job_id=job.id, fn=job.fn, args=job.args, kwargs=job.kwargs, attempts=job.attempts,
             error=error, traceback=format_error(error),
-            first_failed_at=datetime.fromtimestamp(job.first_failed_at or now, UTC),
+            first_failed_at=datetime.fromtimestamp(getattr(job, "first_failed_at", now), UTC),
             last_failed_at=datetime.fromtimestamp(now, UTC), reason=reason,
             options=JobOptions(timeout=job.timeout, retry=job.retry),
         )

@@ -100,6 +100,10 @@ class Job(Generic[T]):
         "timeout",
     )
 
+    first_failed_at: float
+    _cancel_requested: bool
+    _result: Any
+
     def __init__(
         self,
         owner: _Canceller,
@@ -120,11 +124,10 @@ class Job(Generic[T]):
         self.state = WAITING
         self.attempts = 0
         self.t0 = 0.0
-        self.first_failed_at = 0.0
-        self._result: Any = None
         self._error: BaseException | None = None
         self._waiters: list[asyncio.Future[None]] | None = None
-        self._cancel_requested = False
+        # Set only when they happen (read with getattr defaults), to keep submit cheap:
+        # _result (on success), first_failed_at (first failure), _cancel_requested.
 
     # -- what users see ---------------------------------------------------------------
     def done(self) -> bool:
@@ -194,6 +197,10 @@ class Job(Generic[T]):
             for waiter in waiters:
                 if not waiter.done():
                     waiter.set_result(None)
+
+    def cancel_requested(self) -> bool:
+        """Whether ``cancel()`` asked for the running attempt to be cancelled."""
+        return getattr(self, "_cancel_requested", False)
 
     def cancelled_error(self, reason: str = "cancelled") -> JobCancelled:
         """The exception a cancelled job's awaiters receive."""

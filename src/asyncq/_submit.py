@@ -6,9 +6,9 @@ a submitter with the pool's default options.
 
 from __future__ import annotations
 
-from asyncio import get_running_loop
 from collections import deque
 from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from threading import get_ident
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
 from asyncq._core import Core, not_started
@@ -67,7 +67,7 @@ class Submitter:
         """
         core = self._owner._core
         if (core is not None and core.taken < core.maxsize and core.open
-                and get_running_loop() is core.loop):
+                and get_ident() == core.thread and core.loop.is_running()):
             return core.admit(fn, args, kwargs, self._options)  # the fast path: room, no queue
         if core is None:
             raise not_started()
@@ -81,12 +81,13 @@ class Submitter:
     ) -> Job[T]:
         """Submit without waiting: raise ``asyncq.QueueFull`` when the pool is full."""
         core = self._owner._core
+        if (core is not None and core.taken < core.maxsize and core.open
+                and get_ident() == core.thread and core.loop.is_running()):
+            return core.admit(fn, args, kwargs, self._options)  # the fast path: room
         if core is None:
             raise not_started()
         core.check_open()
-        if core.full():
-            core.refuse_nowait()
-        return core.admit(fn, args, kwargs, self._options)
+        core.refuse_nowait()
 
     async def map(
         self,

@@ -16,7 +16,7 @@ import asyncio
 from typing import Any
 
 from asyncq._core import Core
-from asyncq._job import WAITING, Job
+from asyncq._job import RUNNING, WAITING, Job
 
 #: Jobs a worker may run back to back before it yields to the event loop.
 YIELD_EVERY = 64
@@ -55,7 +55,13 @@ class Worker:
             if job.state is not WAITING:
                 core.drop_stale()
                 continue
-            core.begin(job, self)
+            # take it: WAITING -> RUNNING (legal: the worker found it WAITING)
+            job.state = RUNNING
+            job.attempts += 1
+            self.job = job
+            core.taken -= 1
+            if core.putters or job.t0 or core.debug:
+                core.begin(job)  # room for a waiting producer, a latency sample, a log event
             job_id_var.set(job.id)
             try:
                 if job.timeout is None:
@@ -96,7 +102,7 @@ class Worker:
 
     def cancel_attempt(self, job: Job[Any]) -> None:
         """Cancel the running attempt of ``job`` on request (``job.cancel()``, shutdown)."""
-        if self.job is job and not job._cancel_requested:
+        if self.job is job and not job.cancel_requested():
             job._cancel_requested = True
             self.interrupt()
 
@@ -130,7 +136,7 @@ class Worker:
             external = self.take_back_cancels()
         else:
             external = isinstance(error, asyncio.CancelledError)
-        if job._cancel_requested:
+        if job.cancel_requested():
             core.end_cancelled(job)
         elif external and isinstance(error, asyncio.CancelledError):
             core.end_cancelled(job, "cancelled: its worker was cancelled")
