@@ -155,8 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         coro = measure(args) if args.mode == "run" else measure_memory(args)
         fields = run_on_loop(args.loop, coro)
     except Exception as exc:
-        detail = "".join(traceback.format_exception_only(exc)).strip()
-        record["error"] = detail.splitlines()[-1] if detail else type(exc).__name__
+        message = str(exc).strip().splitlines()
+        record["error"] = f"{type(exc).__name__}: {message[-1]}" if message else type(exc).__name__
         traceback.print_exc(file=sys.stderr)
         emit(record)
         return EXIT_ERROR

@@ -205,12 +205,17 @@ class Pool(Submitter):
         ``PoolClosed``. Idempotent: a second call waits for the first to finish. If a job
         raised ``KeyboardInterrupt`` or ``SystemExit``, that error is raised here once the
         pool is closed.
+
+        A call with ``drain=False`` while a draining close is under way cancels what is
+        left at once (``asyncq.run`` does this on a second signal).
         """
         if not isinstance(drain, bool):
             raise TypeError(f"drain must be a bool, got {drain!r}")
         timeout = check_timeout("timeout", timeout)
         core = self._core
         if self._closing is not None:
+            if not drain and core is not None and not self._closing.done():
+                core.cancel_all("cancelled: the pool closed")  # escalate a draining close
             await asyncio.shield(self._closing)
         elif core is None:
             self._closing = asyncio.get_running_loop().create_future()

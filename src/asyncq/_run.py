@@ -52,13 +52,15 @@ class _Signals:
         self.grace = grace
         self.signum: int | None = None
         self.closer: asyncio.Task[None] | None = None
+        self.escalation: asyncio.Task[None] | None = None
 
     def received(self, signum: int) -> None:
         if self.signum is None:
             self.signum = signum
             self.closer = asyncio.get_running_loop().create_task(self.close(self.grace))
         else:
-            asyncio.get_running_loop().create_task(self.close(None, drain=False))
+            self.escalation = asyncio.get_running_loop().create_task(
+                self.close(None, drain=False))
 
     async def close(self, grace: float | None, *, drain: bool = True) -> None:
         loop = asyncio.get_running_loop()
