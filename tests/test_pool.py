@@ -196,3 +196,21 @@ async def test_partial_and_async_callable_objects_are_accepted() -> None:
     async with asyncq.Pool() as pool:
         assert await (await pool.submit(functools.partial(echo, 4))) == 4
         assert await (await pool.submit(Adder(), 1, 2)) == 3
+
+
+async def test_workers_cancelled_from_outside_resolve_every_job(gate: Gate) -> None:
+    """If the worker tasks are cancelled from outside (a loop shutting down with the pool
+    still open), the pool stops admitting and every handle resolves as cancelled."""
+    pool = asyncq.Pool(workers=2, maxsize=10)
+    await pool.start()
+    jobs = [await pool.submit(gate.wait) for _ in range(5)]
+    jobs.append(await pool.options(delay=60).submit(echo, 1))
+    await until(lambda: gate.inside == 2)
+    for task in pool._tasks:
+        task.cancel()
+    await asyncio.gather(*pool._tasks, return_exceptions=True)
+    assert all(j.state is asyncq.JobState.CANCELLED for j in jobs)
+    assert_conserved(pool.stats())
+    with pytest.raises(asyncq.PoolClosed):
+        await pool.submit(echo, 2)
+    await pool.close()

@@ -415,8 +415,12 @@ class Core:
         """
         if self.fatal is None:
             self.fatal = error
+        self.abandon("cancelled: the pool stopped after a fatal error in another job")
+
+    def abandon(self, reason: str) -> None:
+        """Stop the pool where it stands: admit nothing, cancel every job, stop workers."""
         self.close_admission()
-        self.cancel_all("cancelled: the pool stopped after a fatal error in another job")
+        self.cancel_all(reason)
         self.stop_workers()
 
     def stop_workers(self) -> None:

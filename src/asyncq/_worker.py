@@ -41,6 +41,15 @@ class Worker:
         return self.task
 
     async def run(self, job_id_var: Any) -> None:
+        """Work until the pool stops; if this task is cancelled from outside (the loop is
+        shutting down with the pool still open), the pool stops and every job resolves."""
+        try:
+            await self.work(job_id_var)
+        except asyncio.CancelledError:
+            self.core.abandon("cancelled: the pool's workers were cancelled")
+            raise
+
+    async def work(self, job_id_var: Any) -> None:
         """Take a job, run one attempt, route the outcome; park when there is none."""
         core = self.core
         budget = YIELD_EVERY
