@@ -24,12 +24,13 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
+from asyncq._balance import Balancer
 from asyncq._dead import DeadLetter, DeadLetterQueue, JsonlSink, format_error, qualified_name
-from asyncq._errors import PoolClosed, PoolNotStarted, QueueFull, RetryLater, WrongLoop
+from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, PoolNotStarted, QueueFull, RetryLater, WrongLoop
 from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job
 from asyncq._options import JobOptions
 from asyncq._stats import SAMPLE_EVERY, Samples
@@ -55,6 +56,8 @@ class Core:
         logger: Any,
         debug: bool,
         rng: random.Random,
+        group_weights: Mapping[Hashable, int] | None = None,
+        aging: float | None = None,
     ) -> None:
         self.loop = loop
         # Submitting is allowed from this thread while ``loop`` runs: then, and only then,
@@ -80,6 +83,11 @@ class Core:
         self.log = logger
         self.debug = debug
         self.rng = rng
+        self.balancer = Balancer(group_weights or {}, aging, loop.time)
+        # Plain jobs skip the balancer unless aging needs every job's enqueue time.
+        self.plain_ok = aging is None
+        self.balancing = False  # set once a job used keys, dependencies or lanes
+        self.watch = debug  # debug or draining or balancing: successes need after_success
         self.wait_samples = Samples()
         self.run_samples = Samples()
         self.seq = 0
@@ -164,12 +172,16 @@ class Core:
             known = False
         if not known:
             self.remember_checked(fn)
+        if options.after:
+            self.check_dependencies(options)
         self.seq = seq = self.seq + 1
-        job: Job[Any] = Job(self, seq, fn, args, kwargs, options.retry, options.timeout)
+        job: Job[Any] = Job(self, seq, fn, args, kwargs, options)
         self.taken += 1
         if not seq & 15:  # one job in SAMPLE_EVERY is timed
             job.t0 = self.loop.time()
-        if options.delay:
+        if not (options.plain and self.plain_ok):
+            self.admit_balanced(job)
+        elif options.delay:
             job.state = DELAYED
             self.delayed += 1
             self.timers.schedule(options.delay, job)
@@ -178,6 +190,50 @@ class Core:
             if self.idle:
                 self.wake_worker()
         return job
+
+    def check_dependencies(self, options: JobOptions) -> None:
+        """Dependencies must be jobs of this pool."""
+        for dependency in options.after:
+            if dependency._owner is not self:
+                raise ValueError(f"after: job {dependency.id} belongs to another pool")
+
+    def admit_balanced(self, job: Job[Any]) -> None:
+        """Send a job through its gates: key, then dependencies, then delay, then lane."""
+        if not self.balancing:
+            self.balancing = self.watch = True
+        if job.options.key is not None and not self.balancer.claim_key(job):
+            return  # queued behind its key's holder; released in finished()
+        self.past_key(job)
+
+    def past_key(self, job: Job[Any]) -> None:
+        """The job holds its key (or has none): wait for dependencies, then go on."""
+        if job.options.after:
+            failed = self.balancer.wait_for(job)
+            if failed is not None:
+                self.abort_waiting(job, DependencyFailed(job.id, failed.id))
+                return
+            if job in self.balancer.blocked:
+                return  # released in finished() of its last dependency
+        self.past_dependencies(job)
+
+    def past_dependencies(self, job: Job[Any]) -> None:
+        """Ready but for its delay: onto the timer, or into its lane."""
+        delay = job.options.delay
+        if delay and not job.attempts:
+            job.state = DELAYED
+            self.delayed += 1
+            self.timers.schedule(delay, job)
+        else:
+            self.enqueue(job)
+
+    def enqueue(self, job: Job[Any]) -> None:
+        """A waiting job joins the ready queue or its lane; wake a worker for it."""
+        if self.balancer.uses_lane(job):
+            self.balancer.place(job)
+        else:
+            self.ready.append(job)
+        if self.idle:
+            self.wake_worker()
 
     def remember_checked(self, fn: Callable[..., Any]) -> None:
         """Validate a job function once; later submits of it skip the check."""
@@ -205,14 +261,24 @@ class Core:
                 waiter.set_result(None)
                 return
 
-    async def park(self) -> bool:
+    async def park(self, worker: Any) -> bool:
         """Park a worker until there is work; False when it should stop instead."""
         if self.stopping:
             return False
         waiter: asyncio.Future[None] = self.loop.create_future()
         self.idle.append(waiter)
-        await waiter
+        worker.parked = waiter
+        try:
+            await waiter
+        finally:
+            worker.parked = None
         return not self.stopping
+
+    def retired(self, worker: Any) -> None:
+        """A retired worker left: pass on any wake-up it may have swallowed."""
+        self.workers.remove(worker)
+        if (self.ready or self.balancer.count) and self.idle:
+            self.wake_worker()
 
     def begin(self, job: Job[Any]) -> None:
         """A worker took ``job``: hand its slot on, sample its wait, log it."""
@@ -241,7 +307,7 @@ class Core:
         if job._waiters is not None:
             job.wake()
         self.succeeded += 1
-        if job.t0 or self.debug or self.draining is not None:
+        if job.t0 or self.watch:
             self.after_success(job)
 
     def after_success(self, job: Job[Any]) -> None:
@@ -251,8 +317,24 @@ class Core:
         if self.debug:
             self.log.debug("job.succeeded", job_id=job.id, fn=qualified_name(job.fn),
                            attempt=job.attempts)
+        if self.balancing:
+            self.finished(job)
         if self.draining is not None:
             self.check_drained()
+
+    def finished(self, job: Job[Any]) -> None:
+        """A job became terminal: hand on its key, release or cancel its dependents."""
+        balancer = self.balancer
+        if job.options.key is not None:
+            successor = balancer.release_key(job)
+            if successor is not None:
+                self.past_key(successor)
+        if job in balancer.dependents:
+            for dependent in balancer.resolved(job):
+                if job.state is SUCCEEDED:
+                    self.past_dependencies(dependent)
+                else:
+                    self.abort_waiting(dependent, DependencyFailed(dependent.id, job.id))
 
     def fail(self, job: Job[Any], error: BaseException) -> None:
         """The attempt raised: retry it on the timer, or bury it in the dead letters."""
@@ -261,7 +343,7 @@ class Core:
             self.run_samples.add(self.loop.time() - job.t0)
         if not hasattr(job, "first_failed_at"):
             job.first_failed_at = time.time()
-        policy = job.retry
+        policy = job.options.retry
         if isinstance(error, RetryLater):
             retryable, delay = True, error.delay
         else:
@@ -287,9 +369,7 @@ class Core:
             self.timers.schedule(delay, job)
         else:
             job.move(WAITING)
-            self.ready.append(job)
-            if self.idle:
-                self.wake_worker()
+            self.enqueue(job)
 
     def bury(self, job: Job[Any], error: BaseException, reason: str) -> None:
         """Move a job to the dead letters, tell the hooks, resolve its handle."""
@@ -299,7 +379,7 @@ class Core:
             error=error, traceback=format_error(error),
             first_failed_at=datetime.fromtimestamp(getattr(job, "first_failed_at", now), UTC),
             last_failed_at=datetime.fromtimestamp(now, UTC), reason=reason,
-            options=JobOptions(timeout=job.timeout, retry=job.retry),
+            options=job.options.derive(delay=0.0),
         )
         self.dead_letters.add(letter)
         job.settle(DEAD, None, error)
@@ -307,6 +387,8 @@ class Core:
         self.log.warning("job.dead", job_id=job.id, fn=qualified_name(letter.fn),
                          attempt=job.attempts, reason=reason, error=repr(error))
         self.notify_dead(letter)
+        if self.balancing:
+            self.finished(job)
         if self.draining is not None:
             self.check_drained()
 
@@ -328,25 +410,37 @@ class Core:
         """A running attempt was cancelled on request: the job ends ``CANCELLED``."""
         self.settle_cancelled(job, reason)
 
-    def settle_cancelled(self, job: Job[Any], reason: str) -> None:
+    def settle_cancelled(self, job: Job[Any], reason: str,
+                         error: JobCancelled | None = None) -> None:
         """Resolve a job as ``CANCELLED`` (its gauge already adjusted)."""
-        job.settle(CANCELLED, None, job.cancelled_error(reason))
+        error = error or job.cancelled_error(reason)
+        job.settle(CANCELLED, None, error)
         self.cancelled += 1
         if self.debug:
             self.log.debug("job.cancelled", job_id=job.id, fn=qualified_name(job.fn),
-                           attempt=job.attempts, reason=reason)
+                           attempt=job.attempts, reason=error.reason)
+        if self.balancing:
+            self.finished(job)
         if self.draining is not None:
             self.check_drained()
 
     # -- cancellation and timers ---------------------------------------------------------
+    def abort_waiting(self, job: Job[Any], error: JobCancelled) -> None:
+        """Cancel a ``WAITING`` job that no queue holds (it is between two gates)."""
+        self.taken -= 1
+        self.settle_cancelled(job, error.reason, error)
+        if self.putters:
+            self.room_freed()
+
     def cancel_job(self, job: Job[Any], reason: str = "cancelled") -> bool:
         """Cancel a job wherever it is (see :meth:`asyncq.Job.cancel`)."""
         state = job.state
         if state is WAITING:
             self.taken -= 1
-            self.stale += 1
+            if not (self.balancing and self.balancer.discard(job)):
+                self.stale += 1  # left in the ready queue, skipped when popped
+                self.compact_ready()
             self.settle_cancelled(job, reason)
-            self.compact_ready()
         elif state is DELAYED:
             self.taken -= 1
             self.delayed -= 1
@@ -366,16 +460,16 @@ class Core:
     def compact_ready(self) -> None:
         """Rebuild the ready queue when cancelled jobs make up most of it."""
         if self.stale > _COMPACT_MIN and self.stale * 2 > len(self.ready):
-            self.ready = deque(job for job in self.ready if job.state is WAITING)
+            live = [job for job in self.ready if job.state is WAITING]
+            self.ready.clear()  # in place: workers and the balancer hold this deque
+            self.ready.extend(live)
             self.stale = 0
 
     def release(self, job: Job[Any]) -> None:
         """A timer fired: the delayed job joins the ready queue."""
         job.move(WAITING)
         self.delayed -= 1
-        self.ready.append(job)
-        if self.idle:
-            self.wake_worker()
+        self.enqueue(job)
 
     # -- shutdown ------------------------------------------------------------------------
     def close_admission(self) -> None:
@@ -394,15 +488,24 @@ class Core:
             draining.set_result(None)
 
     def cancel_all(self, reason: str) -> None:
-        """Cancel every job not yet terminal; running attempts end when they end."""
-        for job in self.timers.release_all():
-            self.taken -= 1
-            self.delayed -= 1
-            self.settle_cancelled(job, reason)
-        ready, self.ready, self.stale = self.ready, deque(), 0
-        for job in ready:
-            if job.state is WAITING:
+        """Cancel every job not yet terminal; running attempts end when they end.
+
+        Cancelling a key's holder hands the key on, so this repeats until nothing waits.
+        """
+        while True:
+            held = self.timers.release_all()
+            held.extend(job for job in self.ready if job.state is WAITING)
+            self.ready.clear()
+            self.stale = 0
+            held.extend(self.balancer.release_all())
+            if not held:
+                break
+            for job in held:
+                if job.done():
+                    continue
                 self.taken -= 1
+                if job.state is DELAYED:
+                    self.delayed -= 1
                 self.settle_cancelled(job, reason)
         for worker in self.workers:
             if worker.job is not None:

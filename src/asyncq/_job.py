@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 from asyncq._errors import JobCancelled
 
 if TYPE_CHECKING:
-    from asyncq._retry import Retry
+    from asyncq._options import JobOptions
 
 T = TypeVar("T")
 
@@ -94,7 +94,7 @@ class Job(Generic[T]):
         "fn",
         "id",
         "kwargs",
-        "retry",
+        "options",
         "state",
         "t0",
         "timeout",
@@ -111,16 +111,15 @@ class Job(Generic[T]):
         fn: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-        retry: Retry,
-        timeout: float | None,
+        options: JobOptions,
     ) -> None:
         self._owner = owner
         self.id = job_id
         self.fn = fn
         self.args = args
         self.kwargs = kwargs
-        self.retry = retry
-        self.timeout = timeout
+        self.options = options
+        self.timeout = options.timeout
         self.state = WAITING
         self.attempts = 0
         self.t0 = 0.0

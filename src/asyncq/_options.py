@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from asyncq._job import Job
 from asyncq._retry import Retry
 from asyncq._validate import check_seconds, check_timeout
 
@@ -13,18 +15,40 @@ _UNSET: Any = object()
 
 @dataclass(frozen=True, slots=True)
 class JobOptions:
-    """How the jobs of one submitter are run: start ``delay``, attempt ``timeout``, ``retry``.
+    """How the jobs of one submitter are run and balanced.
 
-    ``delay`` is seconds before the first attempt may start (0 = at once); ``timeout``
-    bounds each attempt (``None`` = no bound); ``retry`` is the :class:`asyncq.Retry` policy.
+    ``delay``: seconds before the first attempt may start (0 = at once). ``timeout``: bound
+    on each attempt (``None`` = no bound). ``retry``: the :class:`asyncq.Retry` policy.
+    ``key``: jobs sharing a key never overlap and start in submission order. ``priority``:
+    higher starts first (an int; 0 by default). ``group``: the fair-share group the job is
+    accounted to (see ``Pool(group_weights=...)``). ``after``: jobs that must all succeed
+    before this one may start.
     """
 
     delay: float = 0.0
     timeout: float | None = None
     retry: Retry = Retry(attempts=1, delay=0.0, jitter=False)  # noqa: RUF009 - immutable
+    key: Hashable | None = None
+    priority: int = 0
+    group: Hashable | None = None
+    after: tuple[Job[Any], ...] = ()
+    plain: bool = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        plain = (self.key is None and self.priority == 0 and self.group is None
+                 and not self.after)
+        object.__setattr__(self, "plain", plain)
 
     def derive(
-        self, *, delay: Any = _UNSET, timeout: Any = _UNSET, retry: Any = _UNSET
+        self,
+        *,
+        delay: Any = _UNSET,
+        timeout: Any = _UNSET,
+        retry: Any = _UNSET,
+        key: Any = _UNSET,
+        priority: Any = _UNSET,
+        group: Any = _UNSET,
+        after: Any = _UNSET,
     ) -> JobOptions:
         """A copy with the given fields validated and replaced."""
         changes: dict[str, Any] = {}
@@ -34,6 +58,14 @@ class JobOptions:
             changes["timeout"] = check_timeout("timeout", timeout)
         if retry is not _UNSET:
             changes["retry"] = check_retry(retry)
+        if key is not _UNSET:
+            changes["key"] = check_hashable("key", key)
+        if priority is not _UNSET:
+            changes["priority"] = check_priority(priority)
+        if group is not _UNSET:
+            changes["group"] = check_hashable("group", group)
+        if after is not _UNSET:
+            changes["after"] = check_after(after)
         return replace(self, **changes) if changes else self
 
 
@@ -44,3 +76,35 @@ def check_retry(value: object) -> Retry:
     if not isinstance(value, Retry):
         raise TypeError(f"retry must be an asyncq.Retry or None, got {type(value).__name__}")
     return value
+
+
+def check_hashable(name: str, value: object) -> Hashable | None:
+    """``None`` or a hashable value (a key or a group name)."""
+    try:
+        hash(value)
+    except TypeError:
+        raise TypeError(f"{name} must be hashable (a str, an int, a tuple...) or None, "
+                        f"got {type(value).__name__}") from None
+    return value
+
+
+def check_priority(value: object) -> int:
+    """An int (never a bool); any sign."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"priority must be an int (higher starts first), got {value!r}")
+    return value
+
+
+def check_after(value: object) -> tuple[Job[Any], ...]:
+    """An iterable of jobs (a single job is accepted too)."""
+    if isinstance(value, Job):
+        return (value,)
+    if value is None:
+        return ()
+    if not isinstance(value, Iterable) or isinstance(value, str | bytes):
+        raise TypeError(f"after must be a job or an iterable of jobs, got {value!r}")
+    jobs = tuple(value)
+    for job in jobs:
+        if not isinstance(job, Job):
+            raise TypeError(f"after must hold asyncq.Job handles, got {type(job).__name__}")
+    return jobs

@@ -7,11 +7,11 @@ import enum
 import os
 import random
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Mapping
 from types import TracebackType
 from typing import Any
 
-from asyncq._core import Core
+from asyncq._core import Core, not_started
 from asyncq._dead import DeadLetter, DeadLetterQueue, JsonlSink
 from asyncq._errors import PoolClosed
 from asyncq._job import Job
@@ -20,7 +20,7 @@ from asyncq._options import JobOptions, check_retry
 from asyncq._retry import Retry
 from asyncq._stats import Latency, Stats
 from asyncq._submit import Submitter
-from asyncq._validate import check_int, check_optional_int, check_timeout
+from asyncq._validate import check_int, check_optional_int, check_timeout, check_weights
 from asyncq._worker import Worker
 
 #: Pools started and not yet closed; ``asyncq.run`` closes them on SIGINT/SIGTERM.
@@ -81,6 +81,8 @@ class Pool(Submitter):
         "_maxsize",
         "_on_dead",
         "_rng",
+        "_aging",
+        "_group_weights",
         "_tasks",
         "_workers",
     )
@@ -96,6 +98,8 @@ class Pool(Submitter):
         dead_letter_file: str | os.PathLike[str] | None = None,
         logger: Any | None = None,
         seed: int | None = None,
+        group_weights: Mapping[Hashable, int] | None = None,
+        priority_aging: float | None = None,
     ) -> None:
         self._workers = check_int("workers", workers, minimum=1)
         self._maxsize = check_optional_int("maxsize", maxsize, minimum=1)
@@ -106,6 +110,8 @@ class Pool(Submitter):
             raise TypeError(f"dead_letter_file must be a path, got {dead_letter_file!r}")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
+        self._group_weights = check_weights(group_weights)
+        self._aging = check_timeout("priority_aging", priority_aging)
         super().__init__(self, options)
         self._on_dead = on_dead
         self._dead_letter_file = dead_letter_file
@@ -172,15 +178,42 @@ class Pool(Submitter):
         logger = make_logger(self._logger)
         sink = JsonlSink(self._dead_letter_file) if self._dead_letter_file is not None else None
         core = Core(loop, self._maxsize, self._dead_letters, on_dead=self._on_dead, sink=sink,
-                    logger=logger, debug=debug_enabled(logger), rng=self._rng)
+                    logger=logger, debug=debug_enabled(logger), rng=self._rng,
+                    group_weights=self._group_weights, aging=self._aging)
+        self._core = core
+        self._add_workers(core, self._workers)
+        running_pools.add(self)
+        logger.info("pool.started", workers=self._workers, maxsize=self._maxsize)
+
+    def _add_workers(self, core: Core, count: int) -> None:
         var = job_id_var()
-        for _ in range(self._workers):
+        for _ in range(count):
             worker = Worker(core)
             core.workers.append(worker)
             self._tasks.append(worker.start(var))
-        self._core = core
-        running_pools.add(self)
-        logger.info("pool.started", workers=self._workers, maxsize=self._maxsize)
+
+    def resize(self, workers: int) -> None:
+        """Change the number of workers live.
+
+        Growing starts workers at once. Shrinking retires workers: idle ones stop at once,
+        busy ones after their current attempt (running jobs are never interrupted). While
+        retiring workers finish, the bound on held jobs is ``maxsize`` plus the larger of
+        the old and new counts.
+        """
+        workers = check_int("workers", workers, minimum=1)
+        core = self._core
+        if core is None or not core.open:
+            raise PoolClosed("resize() needs a running pool") if core is not None \
+                else not_started()
+        active = [w for w in core.workers if not w.retiring]
+        if workers > len(active):
+            self._add_workers(core, workers - len(active))
+        else:
+            # retire idle workers first, then the most recently started busy ones
+            for worker in sorted(active, key=lambda w: w.job is not None)[:len(active) - workers]:
+                worker.retire()
+        self._workers = workers
+        core.log.info("pool.resized", workers=workers)
 
     async def __aenter__(self) -> Pool:
         await self.start()
@@ -235,6 +268,7 @@ class Pool(Submitter):
         core.log.info("pool.closing", drain=drain, timeout=timeout)
         try:
             core.draining = core.loop.create_future()
+            core.watch = True
             core.check_drained()
             if drain:
                 try:

@@ -7,7 +7,7 @@ a submitter with the pool's default options.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterable, Awaitable, Callable, Hashable, Iterable
 from threading import get_ident
 from typing import TYPE_CHECKING, Any, ParamSpec, Protocol, TypeVar
 
@@ -46,6 +46,10 @@ class Submitter:
         delay: float = _UNSET,
         timeout: float | None = _UNSET,
         retry: Retry | None = _UNSET,
+        key: Hashable | None = _UNSET,
+        priority: int = _UNSET,
+        group: Hashable | None = _UNSET,
+        after: Job[Any] | Iterable[Job[Any]] = _UNSET,
     ) -> Submitter:
         """A submitter whose jobs use these options; the others stay as they are here.
 
@@ -53,9 +57,16 @@ class Submitter:
         ``timeout``: seconds each attempt may run before it is cancelled and counted as a
         failed attempt with ``TimeoutError`` (``None``: no limit).
         ``retry``: the :class:`asyncq.Retry` policy (``None``: a single attempt).
+        ``key``: jobs sharing a key never overlap and start in submission order; a retry
+        keeps the key, so later jobs of the key wait for it. Other keys keep flowing.
+        ``priority``: an int, higher first; FIFO within a priority.
+        ``group``: the fair-share group (weights from ``Pool(group_weights=...)``).
+        ``after``: jobs that must all succeed first; if one dies or is cancelled, this job
+        never runs and ends ``CANCELLED`` with ``asyncq.DependencyFailed``.
         """
         return Submitter(self._owner, self._options.derive(
-            delay=delay, timeout=timeout, retry=retry))
+            delay=delay, timeout=timeout, retry=retry, key=key, priority=priority,
+            group=group, after=after))
 
     async def submit(
         self, fn: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 
@@ -102,3 +102,13 @@ def _is_async_callable(fn: object) -> bool:
 
 def _describe(fn: object) -> str:
     return getattr(fn, "__qualname__", None) or repr(fn)
+
+
+def check_weights(value: object) -> dict[Any, int]:
+    """``None`` or a mapping of group name to an int weight >= 1."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise TypeError(f"group_weights must be a mapping of group to int weight, got {value!r}")
+    return {group: check_int(f"group_weights[{group!r}]", weight, minimum=1)
+            for group, weight in value.items()}

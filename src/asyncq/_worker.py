@@ -25,7 +25,7 @@ YIELD_EVERY = 64
 class Worker:
     """One coroutine worker of a pool."""
 
-    __slots__ = ("cancels", "core", "job", "retiring", "task", "timed_out")
+    __slots__ = ("cancels", "core", "job", "parked", "retiring", "task", "timed_out")
 
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -34,6 +34,7 @@ class Worker:
         self.cancels = 0
         self.timed_out = False
         self.retiring = False
+        self.parked: asyncio.Future[None] | None = None
 
     def start(self, job_id_var: Any) -> asyncio.Task[None]:
         """Start the worker's task."""
@@ -48,19 +49,33 @@ class Worker:
         except asyncio.CancelledError:
             self.core.abandon("cancelled: the pool's workers were cancelled")
             raise
+        if self.retiring:
+            self.core.retired(self)
+
+    def retire(self) -> None:
+        """Stop after the current attempt (at once if idle)."""
+        self.retiring = True
+        if self.parked is not None and not self.parked.done():
+            self.parked.set_result(None)
 
     async def work(self, job_id_var: Any) -> None:
         """Take a job, run one attempt, route the outcome; park when there is none."""
         core = self.core
+        balancer = core.balancer
+        ready = core.ready
         budget = YIELD_EVERY
         while not self.retiring:
-            ready = core.ready
-            if not ready:
-                if not await core.park():
+            if balancer.count:  # prioritised or grouped jobs are waiting in lanes
+                taken = balancer.take(ready)
+                assert taken is not None, "the balancer's count is out of step"
+                job = taken
+            elif ready:
+                job = ready.popleft()
+            else:
+                if not await core.park(self):
                     return
                 budget = YIELD_EVERY
                 continue
-            job = ready.popleft()
             if job.state is not WAITING:
                 core.drop_stale()
                 continue
