@@ -210,6 +210,17 @@ class Balancer:
         if self.aging is not None:
             self.enqueued_at.pop(job, None)
 
+    def snapshot(self) -> dict[str, Any]:
+        """The balancing part of ``pool.stats()``."""
+        lanes = {(priority, group): len(lane) for priority, level in self.levels.items()
+                 for group, lane in level.lanes.items() if lane}
+        return {
+            "keys_busy": len(self.keys),
+            "queued_behind_keys": sum(len(hold.queue) for hold in self.keys.values()),
+            "waiting_on_dependencies": len(self.blocked),
+            "lanes": lanes,
+        }
+
     # -- cancellation and shutdown --------------------------------------------------------
     def discard(self, job: Job[Any]) -> bool:
         """Remove a cancelled job from the balancer; False if it was not held here."""

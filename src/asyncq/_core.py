@@ -30,7 +30,15 @@ from typing import Any, NoReturn
 
 from asyncq._balance import Balancer
 from asyncq._dead import DeadLetter, DeadLetterQueue, JsonlSink, format_error, qualified_name
-from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, PoolNotStarted, QueueFull, RetryLater, WrongLoop
+from asyncq._errors import (
+    DependencyFailed,
+    JobCancelled,
+    PoolClosed,
+    PoolNotStarted,
+    QueueFull,
+    RetryLater,
+    WrongLoop,
+)
 from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job
 from asyncq._options import JobOptions
 from asyncq._stats import SAMPLE_EVERY, Samples
@@ -103,8 +111,8 @@ class Core:
 
     @property
     def waiting(self) -> int:
-        """Jobs in the ready queue, not counting cancelled ones left there."""
-        return len(self.ready) - self.stale
+        """Admitted jobs neither delayed nor running: queued, behind a key or a dependency."""
+        return self.taken - self.reserved - self.delayed
 
     @property
     def running(self) -> int:

@@ -73,16 +73,16 @@ class Pool(Submitter):
 
     __slots__ = (
         "__weakref__",
+        "_aging",
         "_closing",
         "_core",
         "_dead_letter_file",
         "_dead_letters",
+        "_group_weights",
         "_logger",
         "_maxsize",
         "_on_dead",
         "_rng",
-        "_aging",
-        "_group_weights",
         "_tasks",
         "_workers",
     )
@@ -165,6 +165,7 @@ class Pool(Submitter):
             waiting=core.waiting, delayed=core.delayed, running=core.running,
             workers=self._workers, dead_letters=len(self._dead_letters),
             queue_wait=core.wait_samples.latency(), run_time=core.run_samples.latency(),
+            **core.balancer.snapshot(),
         )
 
     # -- lifecycle ----------------------------------------------------------------------

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from collections.abc import Hashable, Mapping
+from dataclasses import dataclass, field
 
 #: One job in ``SAMPLE_EVERY`` is timed (queue wait and run time); the newest
 #: ``SAMPLE_SIZE`` samples feed the percentiles. Timing every job would cost the hot path
@@ -32,6 +33,10 @@ class Stats:
     ``delayed``, ``running``, ``workers``, ``dead_letters`` (letters held). At every moment
     ``submitted == succeeded + dead + cancelled + waiting + delayed + running``.
     ``queue_wait`` and ``run_time`` are latency percentiles of a sample of jobs.
+
+    Balancing state: ``keys_busy`` (keys held by a job), ``queued_behind_keys`` (jobs
+    waiting for their key), ``waiting_on_dependencies``, and ``lanes``: jobs waiting per
+    ``(priority, group)`` lane (plain jobs are not listed; they are in ``waiting``).
     """
 
     submitted: int
@@ -47,6 +52,10 @@ class Stats:
     dead_letters: int
     queue_wait: Latency
     run_time: Latency
+    keys_busy: int = 0
+    queued_behind_keys: int = 0
+    waiting_on_dependencies: int = 0
+    lanes: Mapping[tuple[int, Hashable | None], int] = field(default_factory=dict)
 
     @property
     def in_flight(self) -> int:
