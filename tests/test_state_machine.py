@@ -36,6 +36,7 @@ class PoolMachine(RuleBasedStateMachine):
         self.jobs: list[asyncq.Job[Any]] = []
         self.flaky_seen: set[int] = set()
         self.closed = False
+        self.max_workers = 2
         self.run(self.pool.start())
 
     def run(self, coro: Any) -> Any:
@@ -67,6 +68,32 @@ class PoolMachine(RuleBasedStateMachine):
                 self.jobs.append(options.submit_nowait(self.job, kind, len(self.jobs)))
 
         self.run(submit())
+
+    @precondition(lambda self: not self.closed)
+    @rule(kind=st.sampled_from(KINDS), key=st.sampled_from([None, "a", "b"]),
+          priority=st.sampled_from([0, 0, 1, -1]), group=st.sampled_from([None, "x", "y"]),
+          depends=st.booleans())
+    def submit_balanced(self, kind: str, key: str | None, priority: int, group: str | None,
+                        depends: bool) -> None:
+        after = [self.jobs[-1]] if depends and self.jobs else []
+        options = self.pool.options(key=key, priority=priority, group=group, after=after)
+        if kind == "timeout":
+            options = options.options(timeout=0.001)
+
+        async def submit() -> None:
+            with contextlib.suppress(asyncq.QueueFull):
+                self.jobs.append(options.submit_nowait(self.job, kind, len(self.jobs)))
+
+        self.run(submit())
+
+    @precondition(lambda self: not self.closed)
+    @rule(workers=st.integers(min_value=1, max_value=3))
+    def resize(self, workers: int) -> None:
+        async def resize() -> None:
+            self.pool.resize(workers)
+
+        self.run(resize())
+        self.max_workers = max(self.max_workers, workers)
 
     @precondition(lambda self: not self.closed)
     @rule(kind=st.sampled_from(KINDS))
@@ -122,10 +149,13 @@ class PoolMachine(RuleBasedStateMachine):
         assert states.count(asyncq.JobState.SUCCEEDED) == s.succeeded
         assert states.count(asyncq.JobState.DEAD) == s.dead == len(self.pool.dead_letters)
         assert states.count(asyncq.JobState.CANCELLED) == s.cancelled
-        assert states.count(asyncq.JobState.RUNNING) == s.running <= 2
+        assert states.count(asyncq.JobState.RUNNING) == s.running <= self.max_workers
         assert states.count(asyncq.JobState.WAITING) == s.waiting
         assert states.count(asyncq.JobState.DELAYED) == s.delayed
-        assert s.waiting + s.delayed <= 4 + 2  # maxsize + workers
+        assert s.waiting + s.delayed <= 4 + self.max_workers  # maxsize + workers
+        running_keys = [job for job in self.jobs if job.state is asyncq.JobState.RUNNING
+                        and job.options.key is not None]
+        assert len({job.options.key for job in running_keys}) == len(running_keys)
 
     def teardown(self) -> None:
         try:
@@ -138,7 +168,7 @@ class PoolMachine(RuleBasedStateMachine):
             self.loop.close()
 
 
-machine_settings = settings(max_examples=60, stateful_step_count=40, deadline=None,
+machine_settings = settings(max_examples=80, stateful_step_count=40, deadline=None,
                             suppress_health_check=[HealthCheck.too_slow])
 
 
