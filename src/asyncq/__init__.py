@@ -22,6 +22,7 @@ from asyncq._errors import (
 from asyncq._job import Job, JobState
 from asyncq._options import JobOptions
 from asyncq._pool import Pool, PoolState
+from asyncq._rate import RateLimit
 from asyncq._retry import Retry, backoff
 from asyncq._run import run
 from asyncq._stats import Latency, Stats
@@ -45,6 +46,7 @@ __all__ = [
     "PoolNotStarted",
     "PoolState",
     "QueueFull",
+    "RateLimit",
     "Retry",
     "RetryLater",
     "Stats",

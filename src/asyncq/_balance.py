@@ -15,6 +15,12 @@ three gates on its way to a worker, in this order:
 
 With ``aging`` (seconds), a lane's priority rises by one for every ``aging`` seconds its
 oldest job has waited, so low priorities are never starved by a steady stream of high ones.
+
+Rate limits are token buckets checked when a worker takes a job: for the whole pool, per
+group, and per key. A group without a token leaves the turn order until its next token (a
+loop timer puts it back); a keyed job without a token is set aside on a timer and returns
+to the front of its lane; with the pool's bucket empty nothing starts until the timer
+fires. No worker is held and nothing polls.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from collections import deque
 from collections.abc import Callable, Hashable, Mapping
 from typing import Any
 
-from asyncq._job import SUCCEEDED, Job
+from asyncq._job import SUCCEEDED, WAITING, Job
+from asyncq._rate import RateLimit, TokenBucket
 
 Ready = deque[Job[Any]]
 
@@ -58,10 +65,25 @@ class Balancer:
     """The gates and lanes of one pool (see the module docstring)."""
 
     def __init__(self, weights: Mapping[Hashable, int], aging: float | None,
-                 clock: Callable[[], float]) -> None:
+                 clock: Callable[[], float], *,
+                 later: Callable[..., Any] | None = None, wake: Callable[[], None] | None = None,
+                 pool_limit: RateLimit | None = None,
+                 group_limits: Mapping[Hashable, RateLimit] | None = None,
+                 key_limit: RateLimit | None = None) -> None:
         self.weights = dict(weights)
         self.aging = aging
         self.clock = clock
+        self.later = later  # loop.call_later
+        self.wake = wake  # wakes a parked worker
+        self.pool_bucket = TokenBucket(pool_limit, clock()) if pool_limit else None
+        self.group_limits = dict(group_limits or {})
+        self.group_buckets: dict[Hashable, TokenBucket] = {}
+        self.key_limit = key_limit
+        self.key_buckets: dict[Hashable, TokenBucket] = {}
+        self.paused_groups: dict[tuple[int, Hashable], Any] = {}  # -> timer handle
+        self.throttled: dict[Job[Any], Any] = {}  # keyed jobs set aside -> timer handle
+        self.pool_timer: Any = None
+        self.timed = aging is not None or bool(pool_limit or self.group_limits or key_limit)
         self.levels: dict[int, Level] = {}
         self.priorities: list[int] = []  # ascending: the levels whose lanes hold jobs
         self.count = 0  # jobs in lanes (the plain ready queue not included)
@@ -73,7 +95,9 @@ class Balancer:
     def uses_lane(self, job: Job[Any]) -> bool:
         """Whether the job queues in a lane (else in the plain ready queue)."""
         options = job.options
-        return options.priority != 0 or options.group is not None or self.aging is not None
+        return (options.priority != 0 or options.group is not None or self.aging is not None
+                or self.pool_bucket is not None
+                or (options.key is not None and self.key_limit is not None))
 
     # -- gate 1: keys -------------------------------------------------------------------
     def claim_key(self, job: Job[Any]) -> bool:
@@ -132,7 +156,7 @@ class Balancer:
         return released
 
     # -- gate 3: lanes ------------------------------------------------------------------
-    def place(self, job: Job[Any]) -> None:
+    def place(self, job: Job[Any], *, front: bool = False) -> None:
         """Queue a job that passed its gates in its ``(priority, group)`` lane."""
         options = job.options
         level = self.levels.get(options.priority)
@@ -143,43 +167,67 @@ class Balancer:
         lane = level.lanes.get(options.group)
         if lane is None:
             lane = level.lanes[options.group] = deque()
-        if not lane:
+        if not lane and (options.priority, options.group) not in self.paused_groups:
             level.ring.append(options.group)
-        lane.append(job)
+        if front:
+            lane.appendleft(job)
+        else:
+            lane.append(job)
         level.size += 1
         self.count += 1
         if self.aging is not None:
             self.enqueued_at[job] = self.clock()
 
     def take(self, ready: Ready) -> Job[Any] | None:
-        """The next job a worker should run, from the lanes or the plain ready queue."""
-        priority = self.best_priority(bool(ready))
-        level = self.levels.get(priority) if priority is not None else None
-        if level is None or not level.size:
-            return ready.popleft() if ready else None
-        if priority == 0 and ready and PLAIN not in level.ring:
-            level.ring.append(PLAIN)  # plain jobs take turns with the groups of priority 0
-        return self.take_turn(priority, level, ready)  # type: ignore[arg-type]
+        """The next job a worker should run, from the lanes or the plain ready queue;
+        ``None`` when everything waiting is held back by a rate limit."""
+        now = self.clock() if self.timed else 0.0
+        bucket = self.pool_bucket
+        if bucket is not None:
+            wait = bucket.wait(now)
+            if wait:
+                self.pause_pool(wait)
+                return None
+        job = self.take_from_levels(ready, now)
+        if job is None and ready:
+            job = ready.popleft()
+        if job is not None and bucket is not None:
+            bucket.consume()
+        return job
 
-    def best_priority(self, plain_waiting: bool) -> int | None:
-        """The priority to serve now (with aging, the highest effective one)."""
+    def take_from_levels(self, ready: Ready, now: float) -> Job[Any] | None:
+        for priority in self.order(bool(ready), now):
+            level = self.levels.get(priority)
+            if level is None or not level.size:
+                if priority == 0 and ready:
+                    return ready.popleft()
+                continue
+            if priority == 0 and ready and PLAIN not in level.ring:
+                level.ring.append(PLAIN)  # plain jobs take turns with the groups of priority 0
+            job = self.take_turn(priority, level, ready, now)
+            if job is not None:
+                return job
+        return None
+
+    def order(self, plain_waiting: bool, now: float) -> list[int]:
+        """Priorities to serve, best first (with aging, by effective priority)."""
+        priorities = self.priorities
         if self.aging is None:
-            top = self.priorities[-1] if self.priorities else None
-            if plain_waiting and (top is None or top < 0):
-                return 0
-            return top
-        now = self.clock()
-        best, best_score = None, float("-inf")
-        for priority in self.priorities:
-            oldest = min(self.enqueued_at.get(lane[0], now)
-                         for lane in self.levels[priority].lanes.values() if lane)
-            score = priority + (now - oldest) / self.aging
-            if score > best_score:
-                best, best_score = priority, score
-        return best
+            if plain_waiting and 0 not in priorities:
+                return sorted([*priorities, 0], reverse=True)
+            return priorities[::-1]
 
-    def take_turn(self, priority: int, level: Level, ready: Ready) -> Job[Any] | None:
-        """Deficit round robin over the groups of one level (``weight`` jobs a turn)."""
+        def score(priority: int) -> float:
+            heads = [self.enqueued_at.get(lane[0], now)
+                     for lane in self.levels[priority].lanes.values() if lane]
+            return priority + (now - min(heads, default=now)) / self.aging  # type: ignore[operator]
+
+        return sorted(priorities, key=score, reverse=True)
+
+    def take_turn(self, priority: int, level: Level, ready: Ready,
+                  now: float) -> Job[Any] | None:
+        """Deficit round robin over the groups of one level (``weight`` jobs a turn),
+        skipping groups and keys that are out of tokens."""
         ring = level.ring
         while ring:
             group = ring[0]
@@ -187,6 +235,12 @@ class Balancer:
             if not lane:
                 ring.popleft()
                 level.credit = 0
+                continue
+            bucket = self.group_bucket(group, now) if group != PLAIN else None
+            if bucket is not None and bucket.wait(now):
+                ring.popleft()
+                level.credit = 0
+                self.pause_group(priority, group, bucket.wait(now))
                 continue
             job = lane.popleft()
             level.credit += 1
@@ -198,8 +252,71 @@ class Balancer:
                 level.credit = 0
             if group != PLAIN:
                 self.taken_from_lane(priority, level, job)
+            if not self.key_allows(job, now):
+                continue
+            if bucket is not None:
+                bucket.consume()
             return job
         return None
+
+    # -- rate limits ----------------------------------------------------------------------
+    def group_bucket(self, group: Hashable | None, now: float) -> TokenBucket | None:
+        limit = self.group_limits.get(group) if self.group_limits else None
+        if limit is None:
+            return None
+        bucket = self.group_buckets.get(group)
+        if bucket is None:
+            bucket = self.group_buckets[group] = TokenBucket(limit, now)
+        return bucket
+
+    def key_allows(self, job: Job[Any], now: float) -> bool:
+        """Take a token of the job's key, or set the job aside until one is due."""
+        key = job.options.key
+        if self.key_limit is None or key is None:
+            return True
+        bucket = self.key_buckets.get(key)
+        if bucket is None:
+            if len(self.key_buckets) > 1024:  # forget buckets that have refilled
+                self.key_buckets = {k: b for k, b in self.key_buckets.items()
+                                    if not b.full(now)}
+            bucket = self.key_buckets[key] = TokenBucket(self.key_limit, now)
+        wait = bucket.wait(now)
+        if not wait:
+            bucket.consume()
+            return True
+        assert self.later is not None
+        self.throttled[job] = self.later(wait, self.resume_job, job)
+        return False
+
+    def resume_job(self, job: Job[Any]) -> None:
+        if self.throttled.pop(job, None) is not None and job.state is WAITING:
+            self.place(job, front=True)
+            self.notify()
+
+    def pause_group(self, priority: int, group: Hashable | None, wait: float) -> None:
+        assert self.later is not None
+        self.paused_groups[(priority, group)] = self.later(wait, self.resume_group,
+                                                           priority, group)
+
+    def resume_group(self, priority: int, group: Hashable | None) -> None:
+        self.paused_groups.pop((priority, group), None)
+        level = self.levels.get(priority)
+        if level is not None and level.lanes.get(group):
+            level.ring.append(group)
+            self.notify()
+
+    def pause_pool(self, wait: float) -> None:
+        if self.pool_timer is None:
+            assert self.later is not None
+            self.pool_timer = self.later(wait, self.resume_pool)
+
+    def resume_pool(self) -> None:
+        self.pool_timer = None
+        self.notify()
+
+    def notify(self) -> None:
+        if self.wake is not None:
+            self.wake()
 
     def taken_from_lane(self, priority: int, level: Level, job: Job[Any]) -> None:
         """Bookkeeping for a job that left its lane."""
@@ -219,12 +336,19 @@ class Balancer:
             "queued_behind_keys": sum(len(hold.queue) for hold in self.keys.values()),
             "waiting_on_dependencies": len(self.blocked),
             "lanes": lanes,
+            "throttled": len(self.throttled) + sum(
+                len(self.levels[p].lanes.get(g) or ()) for p, g in self.paused_groups
+                if p in self.levels),
         }
 
     # -- cancellation and shutdown --------------------------------------------------------
     def discard(self, job: Job[Any]) -> bool:
         """Remove a cancelled job from the balancer; False if it was not held here."""
         if self.blocked.pop(job, None) is not None:
+            return True
+        handle = self.throttled.pop(job, None)
+        if handle is not None:
+            handle.cancel()
             return True
         options = job.options
         hold = self.keys.get(options.key) if options.key is not None else None
@@ -242,6 +366,13 @@ class Balancer:
     def release_all(self) -> list[Job[Any]]:
         """Empty every gate and lane; return the jobs they held (for shutdown)."""
         jobs: list[Job[Any]] = list(self.blocked)
+        jobs.extend(self.throttled)
+        for handle in [*self.throttled.values(), *self.paused_groups.values(), self.pool_timer]:
+            if handle is not None:
+                handle.cancel()
+        self.throttled.clear()
+        self.paused_groups.clear()
+        self.pool_timer = None
         for hold in self.keys.values():
             jobs.extend(hold.queue)
         for level in self.levels.values():

@@ -41,6 +41,7 @@ from asyncq._errors import (
 )
 from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job
 from asyncq._options import JobOptions
+from asyncq._rate import RateLimit
 from asyncq._stats import SAMPLE_EVERY, Samples
 from asyncq._timers import TimerQueue
 from asyncq._validate import check_job_function
@@ -66,6 +67,9 @@ class Core:
         rng: random.Random,
         group_weights: Mapping[Hashable, int] | None = None,
         aging: float | None = None,
+        rate_limit: RateLimit | None = None,
+        group_rate_limits: Mapping[Hashable, RateLimit] | None = None,
+        key_rate_limit: RateLimit | None = None,
     ) -> None:
         self.loop = loop
         # Submitting is allowed from this thread while ``loop`` runs: then, and only then,
@@ -91,9 +95,12 @@ class Core:
         self.log = logger
         self.debug = debug
         self.rng = rng
-        self.balancer = Balancer(group_weights or {}, aging, loop.time)
-        # Plain jobs skip the balancer unless aging needs every job's enqueue time.
-        self.plain_ok = aging is None
+        self.balancer = Balancer(
+            group_weights or {}, aging, loop.time, later=loop.call_later, wake=self.wake_worker,
+            pool_limit=rate_limit, group_limits=group_rate_limits, key_limit=key_rate_limit)
+        # Plain jobs skip the balancer unless aging needs every job's enqueue time or a
+        # pool-wide rate limit must count every start.
+        self.plain_ok = aging is None and rate_limit is None
         self.balancing = False  # set once a job used keys, dependencies or lanes
         self.watch = debug  # debug or draining or balancing: successes need after_success
         self.wait_samples = Samples()

@@ -17,6 +17,7 @@ from asyncq._errors import PoolClosed
 from asyncq._job import Job
 from asyncq._log import debug_enabled, job_id_var, make_logger
 from asyncq._options import JobOptions, check_retry
+from asyncq._rate import RateLimit, check_limits
 from asyncq._retry import Retry
 from asyncq._stats import Latency, Stats
 from asyncq._submit import Submitter
@@ -79,6 +80,7 @@ class Pool(Submitter):
         "_dead_letter_file",
         "_dead_letters",
         "_group_weights",
+        "_limits",
         "_logger",
         "_maxsize",
         "_on_dead",
@@ -100,6 +102,9 @@ class Pool(Submitter):
         seed: int | None = None,
         group_weights: Mapping[Hashable, int] | None = None,
         priority_aging: float | None = None,
+        rate_limit: RateLimit | None = None,
+        group_rate_limits: Mapping[Hashable, RateLimit] | None = None,
+        key_rate_limit: RateLimit | None = None,
     ) -> None:
         self._workers = check_int("workers", workers, minimum=1)
         self._maxsize = check_optional_int("maxsize", maxsize, minimum=1)
@@ -112,6 +117,7 @@ class Pool(Submitter):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
         self._group_weights = check_weights(group_weights)
         self._aging = check_timeout("priority_aging", priority_aging)
+        self._limits = check_limits(rate_limit, group_rate_limits, key_rate_limit)
         super().__init__(self, options)
         self._on_dead = on_dead
         self._dead_letter_file = dead_letter_file
@@ -180,7 +186,7 @@ class Pool(Submitter):
         sink = JsonlSink(self._dead_letter_file) if self._dead_letter_file is not None else None
         core = Core(loop, self._maxsize, self._dead_letters, on_dead=self._on_dead, sink=sink,
                     logger=logger, debug=debug_enabled(logger), rng=self._rng,
-                    group_weights=self._group_weights, aging=self._aging)
+                    group_weights=self._group_weights, aging=self._aging, **self._limits)
         self._core = core
         self._add_workers(core, self._workers)
         running_pools.add(self)

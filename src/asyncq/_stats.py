@@ -36,7 +36,8 @@ class Stats:
 
     Balancing state: ``keys_busy`` (keys held by a job), ``queued_behind_keys`` (jobs
     waiting for their key), ``waiting_on_dependencies``, and ``lanes``: jobs waiting per
-    ``(priority, group)`` lane (plain jobs are not listed; they are in ``waiting``).
+    ``(priority, group)`` lane (plain jobs are not listed; they are in ``waiting``), and
+    ``throttled``: jobs held back by a group or key rate limit.
     """
 
     submitted: int
@@ -56,6 +57,7 @@ class Stats:
     queued_behind_keys: int = 0
     waiting_on_dependencies: int = 0
     lanes: Mapping[tuple[int, Hashable | None], int] = field(default_factory=dict)
+    throttled: int = 0
 
     @property
     def in_flight(self) -> int:

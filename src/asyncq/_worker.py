@@ -65,9 +65,12 @@ class Worker:
         ready = core.ready
         budget = YIELD_EVERY
         while not self.retiring:
-            if balancer.count:  # prioritised or grouped jobs are waiting in lanes
+            if balancer.count:  # prioritised, grouped or rate-limited jobs wait in lanes
                 taken = balancer.take(ready)
-                assert taken is not None, "the balancer's count is out of step"
+                if taken is None:  # held back by a rate limit: a timer wakes a worker
+                    if not await core.park(self):
+                        return
+                    continue
                 job = taken
             elif ready:
                 job = ready.popleft()
