@@ -214,6 +214,10 @@ class Pool(Submitter):
                 else not_started()
         active = [w for w in core.workers if not w.retiring]
         if workers > len(active):
+            for worker in core.workers:  # busy workers still retiring come back first
+                if worker.retiring and len(active) < workers:
+                    worker.retiring = False
+                    active.append(worker)
             self._add_workers(core, workers - len(active))
         else:
             # retire idle workers first, then the most recently started busy ones
