@@ -51,16 +51,6 @@ class Level:
         self.size = 0  # jobs in this level's lanes
 
 
-class KeyHold:
-    """Who holds a key now, and the jobs queued behind it in submission order."""
-
-    __slots__ = ("holder", "queue")
-
-    def __init__(self, holder: Job[Any]) -> None:
-        self.holder = holder
-        self.queue: Ready = deque()
-
-
 class Balancer:
     """The gates and lanes of one pool (see the module docstring)."""
 
@@ -87,7 +77,8 @@ class Balancer:
         self.levels: dict[int, Level] = {}
         self.priorities: list[int] = []  # ascending: the levels whose lanes hold jobs
         self.count = 0  # jobs in lanes (the plain ready queue not included)
-        self.keys: dict[Hashable, KeyHold] = {}
+        self.keys: dict[Hashable, Job[Any]] = {}  # key -> the job holding it
+        self.key_queues: dict[Hashable, Ready] = {}  # key -> jobs waiting for it, in order
         self.blocked: dict[Job[Any], int] = {}  # job -> dependencies not yet succeeded
         self.dependents: dict[Job[Any], list[Job[Any]]] = {}
         self.enqueued_at: dict[Job[Any], float] = {}
@@ -103,24 +94,29 @@ class Balancer:
     def claim_key(self, job: Job[Any]) -> bool:
         """Claim the job's key; False when the job must queue behind the key's holder."""
         key = job.options.key
-        hold = self.keys.get(key)
-        if hold is None:
-            self.keys[key] = KeyHold(job)
+        keys = self.keys
+        if key not in keys:
+            keys[key] = job
             return True
-        hold.queue.append(job)
+        queue = self.key_queues.get(key)
+        if queue is None:
+            queue = self.key_queues[key] = deque()
+        queue.append(job)
         return False
 
     def release_key(self, job: Job[Any]) -> Job[Any] | None:
         """The holder ended: hand the key to the next waiting job (returned) or free it."""
         key = job.options.key
-        hold = self.keys.get(key)
-        if hold is None or hold.holder is not job:
+        if self.keys.get(key) is not job:
             return None
-        while hold.queue:
-            successor = hold.queue.popleft()
+        queue = self.key_queues.get(key)
+        while queue:
+            successor = queue.popleft()
             if not successor.done():
-                hold.holder = successor
+                self.keys[key] = successor
                 return successor
+        if queue is not None:
+            del self.key_queues[key]
         del self.keys[key]
         return None
 
@@ -333,7 +329,7 @@ class Balancer:
                  for group, lane in level.lanes.items() if lane}
         return {
             "keys_busy": len(self.keys),
-            "queued_behind_keys": sum(len(hold.queue) for hold in self.keys.values()),
+            "queued_behind_keys": sum(len(queue) for queue in self.key_queues.values()),
             "waiting_on_dependencies": len(self.blocked),
             "lanes": lanes,
             "throttled": len(self.throttled) + sum(
@@ -351,9 +347,9 @@ class Balancer:
             handle.cancel()
             return True
         options = job.options
-        hold = self.keys.get(options.key) if options.key is not None else None
-        if hold is not None and hold.holder is not job and job in hold.queue:
-            hold.queue.remove(job)
+        queue = self.key_queues.get(options.key) if options.key is not None else None
+        if queue is not None and job in queue:
+            queue.remove(job)
             return True
         level = self.levels.get(options.priority)
         lane = level.lanes.get(options.group) if level is not None else None
@@ -373,8 +369,8 @@ class Balancer:
         self.throttled.clear()
         self.paused_groups.clear()
         self.pool_timer = None
-        for hold in self.keys.values():
-            jobs.extend(hold.queue)
+        for queue in self.key_queues.values():
+            jobs.extend(queue)
         for level in self.levels.values():
             for lane in level.lanes.values():
                 jobs.extend(lane)
@@ -382,6 +378,7 @@ class Balancer:
         self.priorities.clear()
         self.count = 0
         self.keys.clear()
+        self.key_queues.clear()
         self.blocked.clear()
         self.dependents.clear()
         self.enqueued_at.clear()

@@ -216,9 +216,15 @@ class Core:
         """Send a job through its gates: key, then dependencies, then delay, then lane."""
         if not self.balancing:
             self.balancing = self.watch = True
-        if job.options.key is not None and not self.balancer.claim_key(job):
+        options = job.options
+        if options.key is not None and not self.balancer.claim_key(job):
             return  # queued behind its key's holder; released in finished()
-        self.past_key(job)
+        if options.after or options.delay or self.balancer.uses_lane(job):
+            self.past_key(job)
+        else:  # keyed only: straight to the ready queue
+            self.ready.append(job)
+            if self.idle:
+                self.wake_worker()
 
     def past_key(self, job: Job[Any]) -> None:
         """The job holds its key (or has none): wait for dependencies, then go on."""
@@ -344,7 +350,7 @@ class Core:
             successor = balancer.release_key(job)
             if successor is not None:
                 self.past_key(successor)
-        if job in balancer.dependents:
+        if balancer.dependents and job in balancer.dependents:
             for dependent in balancer.resolved(job):
                 if job.state is SUCCEEDED:
                     self.past_dependencies(dependent)
