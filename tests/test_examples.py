@@ -22,10 +22,13 @@ def test_readme_python_blocks_run() -> None:
     """Every ```python block in README.md runs to completion."""
     blocks = re.findall(r"```python\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
     assert blocks, "README.md shows no Python code"
+    outputs = []
     for block in blocks:
         done = _run(["-c", block])
         assert done.returncode == 0, done.stderr
-        assert "web-01 runs 1.2" in done.stdout
+        outputs.append(done.stdout)
+    assert "web-01 runs 1.2" in outputs[0]
+    assert any("hotfix" in out for out in outputs)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
