@@ -25,11 +25,10 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Hashable, Mapping
-from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from asyncq._balance import Balancer
-from asyncq._dead import DeadLetter, DeadLetterQueue, JsonlSink, format_error, qualified_name
+from asyncq._dead import DeadLetter, DeadLetterQueue, qualified_name
 from asyncq._errors import (
     DependencyFailed,
     JobCancelled,
@@ -60,8 +59,6 @@ class Core:
         maxsize: int | None,
         dead_letters: DeadLetterQueue,
         *,
-        on_dead: Callable[[DeadLetter], object] | None,
-        sink: JsonlSink | None,
         logger: Any,
         debug: bool,
         rng: random.Random,
@@ -90,8 +87,6 @@ class Core:
         self.draining: asyncio.Future[None] | None = None
         self.fatal: BaseException | None = None
         self.dead_letters = dead_letters
-        self.on_dead = on_dead
-        self.sink = sink
         self.log = logger
         self.debug = debug
         self.rng = rng
@@ -394,42 +389,16 @@ class Core:
 
     def bury(self, job: Job[Any], error: BaseException, reason: str) -> None:
         """Move a job to the dead letters, tell the hooks, resolve its handle."""
-        now = time.time()
-        letter = DeadLetter(
-            job_id=job.id, fn=job.fn, args=job.args, kwargs=job.kwargs, attempts=job.attempts,
-            error=error, traceback=format_error(error),
-            first_failed_at=datetime.fromtimestamp(getattr(job, "first_failed_at", now), UTC),
-            last_failed_at=datetime.fromtimestamp(now, UTC), reason=reason,
-            options=job.options.derive(delay=0.0),
-        )
-        self.dead_letters.add(letter)
+        letter = DeadLetter.of(job, error, reason)
         job.settle(DEAD, None, error)
         self.dead += 1
         self.log.warning("job.dead", job_id=job.id, fn=qualified_name(letter.fn),
                          attempt=job.attempts, reason=reason, error=repr(error))
-        self.notify_dead(letter)
+        self.dead_letters.add(letter, self.log)
         if self.balancing:
             self.finished(job)
         if self.draining is not None:
             self.check_drained()
-
-    def notify_dead(self, letter: DeadLetter) -> None:
-        """Write the letter to the sink and call ``on_dead``; their errors are logged."""
-        for name, hook in (("sink", self.sink.write if self.sink else None),
-                           ("on_dead", self.on_dead)):
-            if hook is None:
-                continue
-            try:
-                hook(letter)
-            except Exception as exc:
-                # The job is already safe in the dead letters; a broken hook must not
-                # take the worker down, so its error is reported, not raised.
-                self.log.error("dead_letter.hook_failed", hook=name, job_id=letter.job_id,
-                               error=repr(exc), exc_info=exc)
-
-    def end_cancelled(self, job: Job[Any], reason: str = "cancelled") -> None:
-        """A running attempt was cancelled on request: the job ends ``CANCELLED``."""
-        self.settle_cancelled(job, reason)
 
     def settle_cancelled(self, job: Job[Any], reason: str,
                          error: JobCancelled | None = None) -> None:

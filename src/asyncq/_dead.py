@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import traceback
 from collections.abc import Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +39,18 @@ class DeadLetter:
     last_failed_at: datetime
     reason: str
     options: Any = field(default=None, repr=False, compare=False)
+
+    @classmethod
+    def of(cls, job: Job[Any], error: BaseException, reason: str) -> DeadLetter:
+        """The letter for a job that dies now with ``error``."""
+        now = time.time()
+        return cls(
+            job_id=job.id, fn=job.fn, args=job.args, kwargs=job.kwargs, attempts=job.attempts,
+            error=error, traceback=format_error(error),
+            first_failed_at=datetime.fromtimestamp(getattr(job, "first_failed_at", now), UTC),
+            last_failed_at=datetime.fromtimestamp(now, UTC), reason=reason,
+            options=job.options.derive(delay=0.0),
+        )
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready record; arguments that JSON cannot hold are kept as their ``repr``."""
@@ -112,10 +125,23 @@ class DeadLetterQueue:
     them, since dropping one would lose a failed job.
     """
 
-    def __init__(self, resubmit: Resubmit) -> None:
+    def __init__(self, resubmit: Resubmit,
+                 on_dead: Callable[[DeadLetter], object] | None = None) -> None:
         self._letters: dict[int, DeadLetter] = {}
         self._redriving: set[int] = set()
         self._resubmit = resubmit
+        self._on_dead = on_dead
+        self._sink: JsonlSink | None = None
+
+    def open_sink(self, path: str | os.PathLike[str] | None) -> None:
+        """Append every new letter to this JSON Lines file too (``None``: no file)."""
+        self._sink = JsonlSink(path) if path is not None else None
+
+    def close_sink(self) -> None:
+        """Close the file opened by :meth:`open_sink`."""
+        if self._sink is not None:
+            self._sink.close()
+            self._sink = None
 
     def __len__(self) -> int:
         return len(self._letters)
@@ -129,9 +155,22 @@ class DeadLetterQueue:
     def __repr__(self) -> str:
         return f"<DeadLetterQueue letters={len(self._letters)}>"
 
-    def add(self, letter: DeadLetter) -> None:
-        """Keep a letter (called by the pool)."""
+    def add(self, letter: DeadLetter, log: Any) -> None:
+        """Keep a letter, write it to the file and call ``on_dead`` (called by the pool).
+
+        The letter is safe in the queue before the hooks run; a hook that raises is
+        reported as ``dead_letter.hook_failed`` and never takes the worker down.
+        """
         self._letters[letter.job_id] = letter
+        for name, hook in (("sink", self._sink.write if self._sink else None),
+                           ("on_dead", self._on_dead)):
+            if hook is None:
+                continue
+            try:
+                hook(letter)
+            except Exception as exc:
+                log.error("dead_letter.hook_failed", hook=name, job_id=letter.job_id,
+                          error=repr(exc), exc_info=exc)
 
     async def redrive(self, letters: Iterable[DeadLetter] | None = None) -> list[Job[Any]]:
         """Submit the letters again (all of them by default) as new jobs; return the jobs.

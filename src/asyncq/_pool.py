@@ -12,7 +12,7 @@ from types import TracebackType
 from typing import Any
 
 from asyncq._core import Core, not_started
-from asyncq._dead import DeadLetter, DeadLetterQueue, JsonlSink
+from asyncq._dead import DeadLetter, DeadLetterQueue
 from asyncq._errors import PoolClosed
 from asyncq._job import Job
 from asyncq._log import debug_enabled, job_id_var, make_logger
@@ -83,7 +83,6 @@ class Pool(Submitter):
         "_limits",
         "_logger",
         "_maxsize",
-        "_on_dead",
         "_rng",
         "_tasks",
         "_workers",
@@ -119,11 +118,10 @@ class Pool(Submitter):
         self._aging = check_timeout("priority_aging", priority_aging)
         self._limits = check_limits(rate_limit, group_rate_limits, key_rate_limit)
         super().__init__(self, options)
-        self._on_dead = on_dead
         self._dead_letter_file = dead_letter_file
         self._logger = logger
         self._rng = random.Random(seed)
-        self._dead_letters = DeadLetterQueue(self._resubmit)
+        self._dead_letters = DeadLetterQueue(self._resubmit, on_dead)
         self._core: Core | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing: asyncio.Future[None] | None = None
@@ -183,8 +181,8 @@ class Pool(Submitter):
             raise PoolClosed("a closed pool cannot be started again; create a new Pool")
         loop = asyncio.get_running_loop()
         logger = make_logger(self._logger)
-        sink = JsonlSink(self._dead_letter_file) if self._dead_letter_file is not None else None
-        core = Core(loop, self._maxsize, self._dead_letters, on_dead=self._on_dead, sink=sink,
+        self._dead_letters.open_sink(self._dead_letter_file)
+        core = Core(loop, self._maxsize, self._dead_letters,
                     logger=logger, debug=debug_enabled(logger), rng=self._rng,
                     group_weights=self._group_weights, aging=self._aging, **self._limits)
         self._core = core
@@ -297,8 +295,7 @@ class Pool(Submitter):
         errors = [r for r in await asyncio.gather(*self._tasks, return_exceptions=True)
                   if isinstance(r, BaseException) and not isinstance(r, asyncio.CancelledError)]
         core.timers.stop()
-        if core.sink is not None:
-            core.sink.close()
+        self._dead_letters.close_sink()
         s = self.stats()
         core.log.info("pool.closed", submitted=s.submitted, succeeded=s.succeeded, dead=s.dead,
                       cancelled=s.cancelled)

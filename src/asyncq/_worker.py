@@ -164,9 +164,9 @@ class Worker:
         else:
             external = isinstance(error, asyncio.CancelledError)
         if job.cancel_requested():
-            core.end_cancelled(job)
+            core.settle_cancelled(job, "cancelled")
         elif external and isinstance(error, asyncio.CancelledError):
-            core.end_cancelled(job, "cancelled: its worker was cancelled")
+            core.settle_cancelled(job, "cancelled: its worker was cancelled")
             raise error
         elif timed_out:
             timeout_error = TimeoutError(
