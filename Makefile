@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
-demo: $(STAMP)  ## the main job: a deploy rolled out through a pool, with retries and a dead letter
-	$(BIN)/python examples/demo.py
+demo: $(STAMP)  ## the main job: a release built, tested and rolled out through a pool, live
+	$(BIN)/asyncq demo
 
 test: $(STAMP)  ## the whole test suite, on asyncio's loop and on uvloop
 	$(BIN)/python -m pytest

@@ -2,7 +2,7 @@
 
 Exit status: 0 when every measurement succeeded (skipped peers are fine), 1 when at least one
 measurement was an ERROR (exception, lost or wrong result, timeout), 2 for usage problems
-such as ``--plot`` without matplotlib.
+such as ``--plot`` without matplotlib or a ``--compare-ref`` that names no commit.
 """
 
 from __future__ import annotations
@@ -12,18 +12,21 @@ import datetime as dt
 import os
 import platform
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
 from importlib import metadata
 from pathlib import Path
 from typing import Any, TypeVar
 
-from .catalog import LOOPS, SYSTEMS
+from .catalog import LOOPS, SYSTEMS, base_name
+from .compare import RefCheckout, RefError, current_checkout, ref_worktree
+from .fairness import render_fairness
 from .report import matplotlib_available, render_table, summarise, write_json, write_plot
-from .runner import Config, run_plan
-from .workloads import MAX_DELAY_S, WORKLOADS
+from .runner import REPO_ROOT, Config, run_plan
+from .workloads import FAIRNESS_WORKLOADS, MAX_DELAY_S, WORKLOADS
 
-DEFAULT_WORKLOADS = ("noop", "sleep0", "io", "retry", "delayed")
-QUICK_WORKLOADS = ("noop", "retry", "delayed", "heartbeat")
+DEFAULT_WORKLOADS = ("noop", "sleep0", "io", "retry", "delayed", "keyed")
+QUICK_WORKLOADS = ("noop", "keyed", "retry", "delayed", "heartbeat")
 MEMORY_WAIT_JOBS, MEMORY_LONG_JOBS = 100_000, 1_000_000
 QUICK_MEMORY_WAIT_JOBS, QUICK_MEMORY_LONG_JOBS = 5_000, 20_000
 MEMORY_SYSTEMS = ("asyncq", "bare")
@@ -55,7 +58,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small smoke run (CI): 1 round")
     ap.add_argument("--rounds", type=int, help="rounds per configuration (default 5)")
-    ap.add_argument("--jobs", type=int, help="jobs per run for every workload")
+    ap.add_argument(
+        "--jobs", type=int, help="jobs per run for every workload (fairness-*: group A jobs)"
+    )
     ap.add_argument("--systems", type=_csv(str, SYSTEMS), help="comma list (default: all)")
     ap.add_argument(
         "--workloads",
@@ -73,6 +78,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     ap.add_argument("--heartbeat", action="store_true", help="add the heartbeat case")
     ap.add_argument("--memory", action="store_true", help="add the memory cases")
+    ap.add_argument(
+        "--fairness",
+        action="store_true",
+        help="add the fair-share case (workloads fairness-off and fairness-on, asyncq only)",
+    )
+    ap.add_argument(
+        "--compare-ref",
+        metavar="REF",
+        action="append",
+        help="also measure asyncq as of this git ref (system asyncq@<hash>, from a temporary "
+        "worktree); may be given more than once",
+    )
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per child run")
     ap.add_argument("--json", type=Path, help="write one JSON record per measurement here")
     ap.add_argument("--plot", type=Path, help="write a PNG bar chart here (needs matplotlib)")
@@ -85,27 +102,60 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args.workers = args.workers or ([8] if quick else [8, 64])
     if args.heartbeat and "heartbeat" not in args.workloads:
         args.workloads.append("heartbeat")
+    if args.fairness:
+        args.workloads.extend(w for w in FAIRNESS_WORKLOADS if w not in args.workloads)
+    if "keyed" in args.workloads and "noop" not in args.workloads:
+        print("note: keyed is compared with noop in the same round; adding noop", file=sys.stderr)
+        args.workloads.insert(args.workloads.index("keyed"), "noop")
     if args.rounds < 1 or (args.jobs is not None and args.jobs < 1):
         ap.error("--rounds and --jobs must be positive")
     return args
 
 
-def build_configs(args: argparse.Namespace) -> list[Config]:
+def chosen_systems(args: argparse.Namespace, refs: Iterable[str] = ()) -> list[str]:
+    """The selected systems in the fixed run order; ``asyncq@REF`` comes right after asyncq."""
+    chosen = [s for s in SYSTEMS if s in args.systems or s == "bare"]
+    at = chosen.index("asyncq") + 1 if "asyncq" in chosen else 0
+    return chosen[:at] + list(refs) + chosen[at:]
+
+
+def pair_keyed(configs: list[Config]) -> list[Config]:
+    """Move every ``keyed`` configuration right after the ``noop`` one it is compared with."""
+    keyed = [c for c in configs if c.workload == "keyed"]
+    out: list[Config] = []
+    for config in configs:
+        if config.workload == "keyed":
+            continue
+        out.append(config)
+        if config.workload == "noop":
+            shape = (config.loop, config.workers, config.maxsize, config.jobs)
+            match = [k for k in keyed if (k.loop, k.workers, k.maxsize, k.jobs) == shape]
+            out.extend(match)
+            keyed = [k for k in keyed if k not in match]
+    return out + keyed
+
+
+def build_configs(args: argparse.Namespace, refs: Iterable[str] = ()) -> list[Config]:
     """Expand the selected workloads x workers x loops into configurations.
 
-    ``bare`` always runs because every ratio is taken against it.
+    ``bare`` always runs because every ratio is taken against it, except in workloads it
+    cannot run (``keyed``, ``fairness-*``).  ``refs`` are the ``asyncq@REF`` systems.
     """
     configs: list[Config] = []
+    chosen = chosen_systems(args, refs)
     for name in args.workloads:
         wl = WORKLOADS[name]
         jobs = args.jobs or (wl.quick_jobs if args.quick else wl.default_jobs)
-        chosen = [s for s in SYSTEMS if s in args.systems or s == "bare"]
-        systems = tuple(s for s in chosen if wl.systems is None or s in wl.systems)
+        systems = tuple(s for s in chosen if wl.systems is None or base_name(s) in wl.systems)
+        unsupported = tuple(s for s in chosen if s not in systems) if wl.skip_note else ()
+        maxsize = None if name in FAIRNESS_WORKLOADS else args.maxsize  # the flood is queued
         for workers in wl.workers or tuple(args.workers):
             for loop in args.loops:
                 configs.append(
-                    Config(loop, name, workers, args.maxsize, jobs, systems, "run", args.delay_max)
+                    Config(loop, name, workers, maxsize, jobs, systems, "run", args.delay_max,
+                           unsupported, wl.skip_note or "")
                 )
+    configs = pair_keyed(configs)
     if args.memory:
         wait_n = QUICK_MEMORY_WAIT_JOBS if args.quick else MEMORY_WAIT_JOBS
         long_n = QUICK_MEMORY_LONG_JOBS if args.quick else MEMORY_LONG_JOBS
@@ -136,8 +186,23 @@ def machine_meta(args: argparse.Namespace) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "versions": versions,
         "argv": sys.argv[1:],
+        "asyncq_checkout": current_checkout(REPO_ROOT),
         "rounds": args.rounds,
     }
+
+
+@contextmanager
+def checkouts(refs: list[str] | None) -> Iterator[list[RefCheckout]]:
+    """One worktree per ``--compare-ref`` (none without the flag), removed when the run ends."""
+    out: list[RefCheckout] = []
+    with ExitStack() as stack:
+        for ref in refs or []:
+            checkout = stack.enter_context(ref_worktree(REPO_ROOT, ref))
+            if all(c.system != checkout.system for c in out):
+                print(f"note: {checkout.system} imports asyncq from {checkout.src}",
+                      file=sys.stderr)
+                out.append(checkout)
+        yield out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -150,20 +215,45 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
-    configs = build_configs(args)
+    try:
+        with checkouts(args.compare_ref) as refs:
+            return run(args, refs)
+    except RefError as exc:
+        print(f"--compare-ref: {exc}; nothing was run.", file=sys.stderr)
+        return 2
+
+
+def run(args: argparse.Namespace, refs: list[RefCheckout]) -> int:
+    """Run the plan, print the tables and write the outputs; returns the exit status."""
+    configs = build_configs(args, [r.system for r in refs])
     for name in args.workloads:
         only = WORKLOADS[name].systems
         if only is not None:
             print(f"note: workload {name!r} runs only {', '.join(sorted(only))}", file=sys.stderr)
     runs = sum(len(c.systems) for c in configs) * args.rounds
     print(f"{len(configs)} configurations, {runs} runs planned", file=sys.stderr)
-    records = run_plan(configs, args.rounds, args.timeout, lambda s: print(s, file=sys.stderr))
-    summary = summarise(records)
-    meta = machine_meta(args)
+    meta = machine_meta(args)  # before the run: the checkout being measured
+    meta["compare_ref"] = {r.system: r.commit for r in refs}
+    records = run_plan(
+        configs,
+        args.rounds,
+        args.timeout,
+        lambda s: print(s, file=sys.stderr),
+        {r.system: r.src for r in refs},
+    )
+    fair = [r for r in records if r["workload"] in FAIRNESS_WORKLOADS]
+    summary = summarise([r for r in records if r["workload"] not in FAIRNESS_WORKLOADS])
     print(f"python {meta['python']} on {meta['platform']}, {meta['cpus']} CPUs")
     print(", ".join(f"{k} {v}" for k, v in meta["versions"].items() if v))
+    if refs:
+        print(f"asyncq: this checkout ({meta['asyncq_checkout']})")
+    for ref in refs:
+        print(f"{ref.system}: asyncq as of commit {ref.commit}")
     print()
-    print(render_table(summary))
+    if summary:
+        print(render_table(summary))
+    if fair:
+        print(render_fairness(fair))
     if args.json is not None:
         write_json(args.json, records, meta)
         print(f"wrote {len(records)} records to {args.json}", file=sys.stderr)

@@ -38,11 +38,25 @@ SYSTEMS: dict[str, System] = {
     )
 }
 
+#: ``asyncq@REF`` (from ``--compare-ref REF``) is asyncq imported from a worktree of REF.
+REF_PREFIX = "asyncq@"
+
+
+def base_name(system: str) -> str:
+    """The registered system behind ``system``: ``asyncq@REF`` runs as ``asyncq``."""
+    return "asyncq" if system.startswith(REF_PREFIX) else system
+
+
+def lookup(system: str) -> System:
+    """The :class:`System` that runs ``system`` (``KeyError`` for an unknown name)."""
+    return SYSTEMS[base_name(system)]
+
+
 #: Event loops: name -> module that must import for the loop to be usable.
 LOOPS: dict[str, str] = {"asyncio": "asyncio", "uvloop": "uvloop"}
 
 
 def jobs_for(system: str, requested: int) -> int:
     """Number of jobs ``system`` actually runs when ``requested`` jobs were asked for."""
-    cap = peers.JOB_CAPS.get(system)
+    cap = peers.JOB_CAPS.get(base_name(system))
     return requested if cap is None else min(requested, cap)

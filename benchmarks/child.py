@@ -1,7 +1,8 @@
 """One measurement in a fresh process: ``python -m benchmarks.child --system ... --loop ...``.
 
 Prints exactly one JSON line on stdout.  Exit status: 0 measured, 1 error (exception, wrong
-or missing results), 3 skipped (the system or loop module does not import).
+or missing results), 3 skipped (the system or loop module does not import), 4 skipped for
+this workload only (the system lacks a feature it needs, e.g. asyncq at an old ref).
 """
 
 from __future__ import annotations
@@ -15,14 +16,15 @@ import statistics
 import sys
 import traceback
 from collections.abc import Coroutine
+from pathlib import Path
 from time import perf_counter
 from typing import Any
 
-from . import memory
-from .catalog import LOOPS, SYSTEMS
-from .workloads import MAX_DELAY_S, WORKLOADS, make_jobset
+from . import fairness, memory
+from .catalog import LOOPS, SYSTEMS, base_name, lookup
+from .workloads import FAIRNESS_WORKLOADS, MAX_DELAY_S, WORKLOADS, Unsupported, make_jobset
 
-EXIT_OK, EXIT_ERROR, EXIT_SKIPPED = 0, 1, 3
+EXIT_OK, EXIT_ERROR, EXIT_SKIPPED, EXIT_UNSUPPORTED = 0, 1, 3, 4
 WARMUP_JOBS = 1_000
 HEARTBEAT_PERIOD_S = 0.001
 MODES = ("run", "waiting-mem", "bounded-rss")
@@ -63,7 +65,9 @@ class Heartbeat:
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run one measurement (after a short warm-up) and return its record fields."""
-    run = SYSTEMS[args.system].run
+    if args.workload in FAIRNESS_WORKLOADS:
+        return await fairness.measure(args.workload, args.jobs, args.workers, args.warmup)
+    run = lookup(args.system).run
     if args.warmup and args.workload != "delayed":
         warm = make_jobset(args.workload, min(args.jobs, WARMUP_JOBS))
         problem = warm.check((await run(warm, args.workers, args.maxsize)).results)
@@ -109,7 +113,7 @@ def run_on_loop(loop: str, coro: Coroutine[Any, Any, dict[str, Any]]) -> dict[st
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """Parse the child's command line."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.child")
-    ap.add_argument("--system", required=True, choices=sorted(SYSTEMS))
+    ap.add_argument("--system", required=True, help="a registered system or asyncq@REF")
     ap.add_argument("--loop", required=True, choices=sorted(LOOPS))
     ap.add_argument("--workload", required=True)
     ap.add_argument("--workers", type=int, required=True)
@@ -119,6 +123,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-warmup", dest="warmup", action="store_false")
     ap.add_argument("--delay-max", type=float, default=MAX_DELAY_S)
     args = ap.parse_args(argv)
+    if base_name(args.system) not in SYSTEMS:
+        ap.error(f"unknown system {args.system!r}; choose from {', '.join(sorted(SYSTEMS))}")
     if args.mode == "run" and args.workload not in WORKLOADS:
         ap.error(f"unknown workload {args.workload!r}")
     return args
@@ -141,8 +147,9 @@ def main(argv: list[str] | None = None) -> int:
         "maxsize": args.maxsize,
         "jobs": args.jobs,
     }
+    system = lookup(args.system)
     for module, hint in (
-        (SYSTEMS[args.system].module, SYSTEMS[args.system].missing_hint),
+        (system.module, system.missing_hint),
         (LOOPS[args.loop], f"{args.loop} not installed"),
     ):
         try:
@@ -154,6 +161,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         coro = measure(args) if args.mode == "run" else measure_memory(args)
         fields = run_on_loop(args.loop, coro)
+    except Unsupported as exc:
+        record["skipped"] = f"{args.system}: {exc}"
+        emit(record)
+        return EXIT_UNSUPPORTED
     except Exception as exc:
         message = str(exc).strip().splitlines()
         record["error"] = f"{type(exc).__name__}: {message[-1]}" if message else type(exc).__name__
@@ -161,12 +172,22 @@ def main(argv: list[str] | None = None) -> int:
         emit(record)
         return EXIT_ERROR
     seconds = fields.pop("seconds", None)
+    record["jobs"] = jobs = fields.pop("jobs", args.jobs)  # fairness: A + B jobs
     record["seconds"] = seconds
-    record["jobs_per_s"] = args.jobs / seconds if seconds else None
+    record["jobs_per_s"] = jobs / seconds if seconds else None
     record["peak_rss_mib"] = round(memory.peak_rss_bytes() / 2**20, 2)
     record.update(fields)
+    if system.module == "asyncq":
+        record["asyncq_src"] = asyncq_source()
     emit(record)
     return EXIT_OK
+
+
+def asyncq_source() -> str:
+    """The ``src`` directory asyncq was imported from (shows which checkout was measured)."""
+    module = sys.modules.get("asyncq")
+    where = getattr(module, "__file__", None)
+    return str(Path(where).resolve().parent.parent) if where else "?"
 
 
 if __name__ == "__main__":

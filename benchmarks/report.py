@@ -33,8 +33,20 @@ def _median(values: Iterable[float | None]) -> float | None:
     return statistics.median(vals) if vals else None
 
 
+def _ratio_note(records: list[dict[str, Any]], field: str, label: str) -> str | None:
+    """``label 0.85 (0.80-0.88)``: median and range over rounds of a same-round ratio."""
+    values = [float(r[field]) for r in records if r.get(field) is not None]
+    if not values:
+        return None
+    return f"{label} {statistics.median(values):.2f} ({min(values):.2f}-{max(values):.2f})"
+
+
 def _extra(records: list[dict[str, Any]]) -> str:
     parts: list[str] = []
+    for field, label in (("ratio_to_plain", "x plain noop"), ("ratio_to_asyncq", "x asyncq")):
+        note = _ratio_note(records, field, label)
+        if note:
+            parts.append(note)
     late = _median(r.get("lateness_p50_ms") for r in records)
     if late is not None:
         spread = _median(r.get("delay_max_s") for r in records) or 0.0

@@ -2,7 +2,9 @@
 
 Within a round every configuration (loop, workload, workers) runs each of its systems once,
 in a fixed order, so that a system's ratio to ``bare`` compares two runs that were made a few
-seconds apart on the same machine state.
+seconds apart on the same machine state.  The same holds for the other same-round ratios:
+``ratio_to_plain`` (a ``keyed`` run over the same system's ``noop`` run) and
+``ratio_to_asyncq`` (``asyncq@REF`` over the current ``asyncq``).
 """
 
 from __future__ import annotations
@@ -11,12 +13,12 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .catalog import jobs_for
+from .catalog import REF_PREFIX, jobs_for
 from .workloads import MAX_DELAY_S
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -32,7 +34,7 @@ REQUIRED_FIELDS = (
     "ratio_to_bare",
     "peak_rss_mib",
 )
-EXIT_SKIPPED = 3
+EXIT_SKIPPED, EXIT_UNSUPPORTED = 3, 4
 
 
 @dataclass(frozen=True)
@@ -47,12 +49,19 @@ class Config:
     systems: tuple[str, ...]
     mode: str = "run"
     delay_max: float = MAX_DELAY_S
+    #: Selected systems the workload does not support, each reported once as skipped.
+    unsupported: tuple[str, ...] = ()
+    skip_note: str = ""
 
 
-def child_env() -> dict[str, str]:
-    """Environment for children: run asyncq from ``src/`` when that directory exists."""
+def child_env(src: Path | None = None) -> dict[str, str]:
+    """Environment for children: asyncq from ``src`` (default: this checkout's ``src/``).
+
+    ``PYTHONPATH`` comes before the virtualenv's own paths, so it also wins over an
+    editable install of asyncq.
+    """
     env = dict(os.environ)
-    src = REPO_ROOT / "src"
+    src = src or REPO_ROOT / "src"
     if src.is_dir():
         parts = [str(src), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(p for p in parts if p)
@@ -66,8 +75,13 @@ def normalise(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def run_child(config: Config, system: str, timeout: float) -> dict[str, Any]:
-    """Run one measurement in a fresh interpreter and return its (normalised) record."""
+def run_child(
+    config: Config, system: str, timeout: float, src: Path | None = None
+) -> dict[str, Any]:
+    """Run one measurement in a fresh interpreter and return its (normalised) record.
+
+    ``src``: the directory asyncq is imported from (``--compare-ref`` worktrees).
+    """
     jobs = jobs_for(system, config.jobs)
     maxsize = "none" if config.maxsize is None else str(config.maxsize)
     cmd = [
@@ -86,7 +100,7 @@ def run_child(config: Config, system: str, timeout: float) -> dict[str, Any]:
     }
     try:
         proc = subprocess.run(
-            cmd, cwd=REPO_ROOT, env=child_env(), capture_output=True, text=True, timeout=timeout
+            cmd, cwd=REPO_ROOT, env=child_env(src), capture_output=True, text=True, timeout=timeout
         )
     except subprocess.TimeoutExpired:
         return normalise({**base, "error": f"timeout after {timeout:.0f} s"})
@@ -96,8 +110,9 @@ def run_child(config: Config, system: str, timeout: float) -> dict[str, Any]:
     except (IndexError, json.JSONDecodeError):
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
         return normalise({**base, "error": f"exit {proc.returncode}: {tail}"})
-    if proc.returncode == EXIT_SKIPPED:
+    if proc.returncode in (EXIT_SKIPPED, EXIT_UNSUPPORTED):
         record.setdefault("skipped", "not importable")
+        record["_scope"] = "workload" if proc.returncode == EXIT_UNSUPPORTED else "system"
     elif proc.returncode != 0:
         record.setdefault("error", f"exit {proc.returncode}")
     elif record.get("error") is None and record.get("jobs_per_s") is None and config.mode == "run":
@@ -105,17 +120,59 @@ def run_child(config: Config, system: str, timeout: float) -> dict[str, Any]:
     return normalise(record)
 
 
+def _usable_rate(rec: dict[str, Any] | None) -> float | None:
+    if rec is None or rec.get("error") or rec.get("skipped"):
+        return None
+    value = rec.get("jobs_per_s")
+    return float(value) if value else None
+
+
 def add_ratios(records: list[dict[str, Any]]) -> None:
-    """Set ``ratio_to_bare`` on records of one round and one configuration."""
-    bare = next((r for r in records if r["system"] == "bare"), None)
-    reference = bare.get("jobs_per_s") if bare and not bare.get("error") else None
+    """Set ``ratio_to_bare`` (and ``ratio_to_asyncq`` for ``asyncq@REF``) on one batch.
+
+    A batch is one round of one configuration.
+    """
+    by_name = {r["system"]: r for r in records}
+    reference = _usable_rate(by_name.get("bare"))
+    current = _usable_rate(by_name.get("asyncq"))
     for rec in records:
-        value = rec.get("jobs_per_s")
-        usable = not rec.get("error") and not rec.get("skipped")
-        if reference and value and usable:
-            rec["ratio_to_bare"] = round(value / reference, 4)
-        else:
-            rec["ratio_to_bare"] = None
+        value = _usable_rate(rec)
+        rec["ratio_to_bare"] = round(value / reference, 4) if value and reference else None
+        if rec["system"].startswith(REF_PREFIX) and value and current:
+            rec["ratio_to_asyncq"] = round(value / current, 4)
+
+
+def add_plain_ratios(records: list[dict[str, Any]]) -> None:
+    """Set ``ratio_to_plain`` on every ``keyed`` record.
+
+    The reference is the ``noop`` run of the same system, loop, workers, maxsize, job count
+    and round; the plan puts that configuration right before the keyed one.
+    """
+    def ident(rec: dict[str, Any]) -> tuple[Any, ...]:
+        return (rec["system"], rec["loop"], rec["workers"], rec["maxsize"], rec["jobs"],
+                rec.get("round"))
+
+    plain = {ident(r): _usable_rate(r) for r in records if r["workload"] == "noop"}
+    for rec in records:
+        if rec["workload"] != "keyed" or rec.get("skipped"):
+            continue
+        value, reference = _usable_rate(rec), plain.get(ident(rec))
+        rec["ratio_to_plain"] = round(value / reference, 4) if value and reference else None
+
+
+def skipped_record(config: Config, system: str, note: str) -> dict[str, Any]:
+    """A record saying ``system`` was not measured in ``config``, and why."""
+    return normalise(
+        {
+            "system": system,
+            "loop": config.loop,
+            "workload": config.workload,
+            "workers": config.workers,
+            "maxsize": config.maxsize,
+            "jobs": jobs_for(system, config.jobs),
+            "skipped": note,
+        }
+    )
 
 
 def run_plan(
@@ -123,58 +180,61 @@ def run_plan(
     rounds: int,
     timeout: float,
     progress: Callable[[str], None],
+    sources: Mapping[str, Path] | None = None,
 ) -> list[dict[str, Any]]:
     """Run every configuration ``rounds`` times, interleaving systems within each round.
 
     A system (or loop) that is skipped because it does not import is recorded once per
-    configuration and not retried in later rounds.
+    configuration and not retried in later rounds; one that lacks a feature of a workload
+    (exit status 4) is skipped for that workload only.  ``sources`` maps a system name
+    (``asyncq@REF``) to the ``src`` directory its children import asyncq from.
     """
+    sources = sources or {}
     records: list[dict[str, Any]] = []
-    skipped: dict[tuple[str, str], str] = {}
+    skipped: dict[tuple[str, ...], str] = {}
     reported: set[tuple[Config, str]] = set()
     for rnd in range(1, rounds + 1):
         for config in configs:
             batch: list[dict[str, Any]] = []
             for system in config.systems:
-                key = (system, config.loop)
-                if key in skipped:
+                keys = ((system, config.loop), (system, config.loop, config.workload))
+                key = next((k for k in keys if k in skipped), None)
+                if key is not None:
                     if (config, system) not in reported:
                         reported.add((config, system))
-                        rec = normalise(
-                            {
-                                "system": system,
-                                "loop": config.loop,
-                                "workload": config.workload,
-                                "workers": config.workers,
-                                "maxsize": config.maxsize,
-                                "jobs": jobs_for(system, config.jobs),
-                                "skipped": skipped[key],
-                            }
-                        )
-                        batch.append(rec)
+                        batch.append(skipped_record(config, system, skipped[key]))
                     continue
-                rec = run_child(config, system, timeout)
+                rec = run_child(config, system, timeout, sources.get(system))
                 rec["round"] = rnd
                 if rec.get("skipped"):
-                    skipped[key] = str(rec["skipped"])
+                    scope = keys[1] if rec.get("_scope") == "workload" else keys[0]
+                    skipped[scope] = str(rec["skipped"])
                     reported.add((config, system))
+                rec.pop("_scope", None)
                 batch.append(rec)
                 progress(describe(rec))
+            if rnd == 1:
+                note = config.skip_note
+                batch.extend(skipped_record(config, s, note) for s in config.unsupported)
             add_ratios(batch)
             records.extend(batch)
+    add_plain_ratios(records)
     return records
 
 
 def describe(rec: dict[str, Any]) -> str:
     """One progress line for a finished measurement."""
     head = (
-        f"[round {rec.get('round', '-')}] {rec['loop']:<7} {rec['workload']:<9} "
-        f"W={rec['workers']:<4} {rec['system']:<14}"
+        f"[round {rec.get('round', '-')}] {rec['loop']:<7} {rec['workload']:<12} "
+        f"W={rec['workers']:<4} {rec['system']:<16}"
     )
     if rec.get("skipped"):
         return f"{head} skipped ({rec['skipped']})"
     if rec.get("error"):
         return f"{head} ERROR: {rec['error']}"
+    if rec.get("b_wait_p50_ms") is not None:
+        return (f"{head} B wait p50 {rec['b_wait_p50_ms']:.2f} ms, "
+                f"p99 {rec['b_wait_p99_ms']:.2f} ms")
     if rec.get("jobs_per_s"):
         return f"{head} {rec['jobs_per_s']:>12,.0f} jobs/s"
     return f"{head} done"

@@ -8,11 +8,12 @@ with the wall time of the submit+await phase (setup and teardown are excluded).
 from __future__ import annotations
 
 import asyncio
+import inspect
 from dataclasses import dataclass
 from time import perf_counter
 from typing import Any
 
-from .workloads import JobSet
+from .workloads import JobSet, Unsupported
 
 
 @dataclass
@@ -24,9 +25,15 @@ class Outcome:
 
 
 async def run_asyncq(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
-    """asyncq with the defaults a user gets; native ``Retry`` for the retry workload."""
+    """asyncq with the defaults a user gets; native ``Retry`` for the retry workload.
+
+    For the keyed workload the ``key_count`` submitters (``pool.options(key=k)``) are built
+    before the clock starts, and job ``i`` goes through submitter ``i % key_count``.
+    """
     import asyncq
 
+    if jobs.key_count:
+        require_option(asyncq.Pool, "key")
     kwargs: dict[str, Any] = {}
     if jobs.retry_attempts > 1:
         kwargs["retry"] = asyncq.Retry(attempts=jobs.retry_attempts, delay=0.0, jitter=False)
@@ -34,18 +41,32 @@ async def run_asyncq(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome
     fn = jobs.native
     handles: list[Any] = [None] * jobs.n
     async with pool:
+        keyed = [pool.options(key=k) for k in range(jobs.key_count)]
         start = perf_counter()
         if jobs.delays is not None:
             due = jobs.due
             for i, delay in enumerate(jobs.delays):
                 due[i] = perf_counter() + delay
                 handles[i] = await pool.options(delay=delay).submit(fn, i)
+        elif jobs.key_count:
+            count = jobs.key_count
+            for i in range(jobs.n):
+                handles[i] = await keyed[i % count].submit(fn, i)
         else:
             for i in range(jobs.n):
                 handles[i] = await pool.submit(fn, i)
         results = [await handle for handle in handles]
         seconds = perf_counter() - start
     return Outcome(results, seconds)
+
+
+def require_option(pool_class: type[Any], name: str) -> None:
+    """Raise :class:`Unsupported` when ``pool_class.options`` has no keyword ``name``.
+
+    An asyncq checked out at an old ref (``--compare-ref``) may predate the option.
+    """
+    if name not in inspect.signature(pool_class.options).parameters:
+        raise Unsupported(f"this asyncq has no options({name}=...)")
 
 
 async def _stop(tasks: list[asyncio.Task[None]]) -> None:

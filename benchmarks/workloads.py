@@ -6,7 +6,10 @@ variants of the job function:
 * ``native`` is handed to a system that retries by itself (asyncq with ``Retry``);
 * ``emulated`` wraps ``native`` in an in-job retry loop for systems that have no retry.
 
-For every workload except ``retry`` both variants behave identically.
+For every workload except ``retry`` both variants behave identically.  ``keyed`` is ``noop``
+with ``key_count`` set: asyncq submits job ``i`` with ``key=i % key_count``.  The
+``fairness-*`` workloads are listed here for the command line but run by
+:mod:`benchmarks.fairness`.
 """
 
 from __future__ import annotations
@@ -29,8 +32,23 @@ MAX_DELAY_S = 0.1
 IO_SLEEP_S = 0.001
 
 
+#: Distinct keys of the ``keyed`` workload (job ``i`` gets key ``i % KEY_COUNT``).
+KEY_COUNT = 1_000
+#: ``fairness-*`` workloads: one group-B job is submitted after every ``FLOOD_RATIO`` A jobs.
+FLOOD_RATIO = 100
+#: Workloads measured by :mod:`benchmarks.fairness` (queue waits, not a throughput race).
+FAIRNESS_WORKLOADS = ("fairness-off", "fairness-on")
+
+
 class FlakyError(Exception):
     """Raised by the ``retry`` workload on the first attempt of every job."""
+
+
+class Unsupported(Exception):
+    """The system (e.g. asyncq at an old ref) lacks a feature the workload needs.
+
+    The child reports the measurement as skipped for this workload only.
+    """
 
 
 @dataclass(frozen=True)
@@ -43,6 +61,8 @@ class Workload:
     workers: tuple[int, ...] | None  # None: use the --workers list
     systems: frozenset[str] | None  # None: every system supports it
     description: str
+    #: When set, every selected system outside ``systems`` gets a "skipped" row saying this.
+    skip_note: str | None = None
 
 
 WORKLOADS: dict[str, Workload] = {
@@ -68,6 +88,31 @@ WORKLOADS: dict[str, Workload] = {
             frozenset({"asyncq", "bare"}),
             "noop at full speed while a 1 ms heartbeat task records its lateness",
         ),
+        Workload(
+            "keyed",
+            200_000,
+            2_000,
+            None,
+            frozenset({"asyncq"}),
+            "noop submitted with pool.options(key=i % 1000); compared with asyncq's noop",
+            "keyed is asyncq-only: this system has no per-key ordering",
+        ),
+        Workload(
+            "fairness-off",
+            20_000,
+            2_000,
+            (8,),
+            frozenset({"asyncq"}),
+            "A floods 100x more sleep0 jobs than B, no groups; B's queue wait",
+        ),
+        Workload(
+            "fairness-on",
+            20_000,
+            2_000,
+            (8,),
+            frozenset({"asyncq"}),
+            "as fairness-off, with options(group='A') / options(group='B')",
+        ),
     )
 }
 
@@ -81,6 +126,7 @@ class JobSet:
     native: JobFn
     emulated: JobFn
     retry_attempts: int = 1
+    key_count: int = 0  # > 0: submit job i with key i % key_count (asyncq only)
     delays: list[float] | None = None
     due: list[float] = field(default_factory=list)
     started: list[float] = field(default_factory=list)
@@ -122,12 +168,13 @@ def with_retries(fn: JobFn, attempts: int) -> JobFn:
 
 def make_jobset(workload: str, n: int, max_delay: float = MAX_DELAY_S) -> JobSet:
     """Build a fresh :class:`JobSet` (fresh state, fresh delay plan) for one run."""
-    if workload in ("noop", "heartbeat"):
+    if workload in ("noop", "heartbeat", "keyed"):
 
         async def noop(i: int) -> int:
             return i
 
-        return JobSet(workload, n, noop, noop)
+        keys = KEY_COUNT if workload == "keyed" else 0
+        return JobSet(workload, n, noop, noop, key_count=keys)
 
     if workload == "sleep0":
 

@@ -172,3 +172,30 @@ def test_second_signal_cancels_at_once(tmp_path: Path) -> None:
     assert_all_resolved(stats)
     assert stats["cancelled"] == 8
     assert stats["after_signal"] < 2, stats
+
+
+def test_shutdown_errors_gathered_by_a_task_group_still_exit_cleanly(tmp_path: Path) -> None:
+    """After a signal, PoolClosed raised inside an asyncio.TaskGroup (so wrapped in an
+    ExceptionGroup) is the shutdown asyncq.run asked for: exit 130, no traceback."""
+    script = tmp_path / "group.py"
+    script.write_text(textwrap.dedent("""
+        import asyncio, os, signal
+        import asyncq
+
+        async def work():
+            await asyncio.sleep(0.05)
+
+        async def main():
+            async with asyncq.Pool(workers=1, maxsize=1) as pool:
+                asyncio.get_running_loop().call_later(0.01, os.kill, os.getpid(), signal.SIGINT)
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(asyncio.sleep(0))
+                    for _ in range(10):
+                        await pool.submit(work)
+
+        asyncq.run(main(), grace=0.5)
+    """))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                          timeout=30, check=False)
+    assert done.returncode == 130, done.stderr
+    assert "Traceback" not in done.stderr

@@ -73,6 +73,16 @@ class _Signals:
         self.main.cancel()
 
 
+_SHUTDOWN = (asyncio.CancelledError, PoolClosed, JobCancelled)
+
+
+def _shutdown_only(exc: BaseException) -> bool:
+    """Whether ``exc`` (or every leaf of an exception group) is a shutdown error."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(_SHUTDOWN)[1] is None
+    return isinstance(exc, _SHUTDOWN)
+
+
 async def _supervise(main: Coroutine[Any, Any, T], grace: float) -> T:
     loop = asyncio.get_running_loop()
     task = loop.create_task(main)
@@ -85,9 +95,10 @@ async def _supervise(main: Coroutine[Any, Any, T], grace: float) -> T:
     try:
         try:
             result = await task
-        except (asyncio.CancelledError, PoolClosed, JobCancelled):
-            # After a signal these are the shutdown we asked for, not a failure of main.
-            if signals.signum is None:
+        except (asyncio.CancelledError, PoolClosed, JobCancelled, BaseExceptionGroup) as exc:
+            # After a signal these are the shutdown we asked for, not a failure of main
+            # (also when a task group gathered them).
+            if signals.signum is None or not _shutdown_only(exc):
                 raise
         if signals.signum is None:
             return result
