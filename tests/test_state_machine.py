@@ -59,15 +59,7 @@ class PoolMachine(RuleBasedStateMachine):
     @precondition(lambda self: not self.closed)
     @rule(kind=st.sampled_from(KINDS), delay=st.sampled_from([0, 0, 0.001]))
     def submit(self, kind: str, delay: float) -> None:
-        options = self.pool.options(delay=delay)
-        if kind == "timeout":
-            options = options.options(timeout=0.001)
-
-        async def submit() -> None:
-            with contextlib.suppress(asyncq.QueueFull):
-                self.jobs.append(options.submit_nowait(self.job, kind, len(self.jobs)))
-
-        self.run(submit())
+        self.submit_nowait(self.pool.options(delay=delay), kind)
 
     @precondition(lambda self: not self.closed)
     @rule(kind=st.sampled_from(KINDS), key=st.sampled_from([None, "a", "b"]),
@@ -76,7 +68,10 @@ class PoolMachine(RuleBasedStateMachine):
     def submit_balanced(self, kind: str, key: str | None, priority: int, group: str | None,
                         depends: bool) -> None:
         after = [self.jobs[-1]] if depends and self.jobs else []
-        options = self.pool.options(key=key, priority=priority, group=group, after=after)
+        self.submit_nowait(
+            self.pool.options(key=key, priority=priority, group=group, after=after), kind)
+
+    def submit_nowait(self, options: asyncq.Submitter, kind: str) -> None:
         if kind == "timeout":
             options = options.options(timeout=0.001)
 
