@@ -11,6 +11,7 @@ import argparse
 import datetime as dt
 import os
 import platform
+import signal
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -215,12 +216,18 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.compare_ref:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so the worktrees are removed
     try:
         with checkouts(args.compare_ref) as refs:
             return run(args, refs)
     except RefError as exc:
         print(f"--compare-ref: {exc}; nothing was run.", file=sys.stderr)
         return 2
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run(args: argparse.Namespace, refs: list[RefCheckout]) -> int:
