@@ -87,8 +87,7 @@ class Balancer:
         """Whether the job queues in a lane (else in the plain ready queue)."""
         options = job.options
         return (options.priority != 0 or options.group is not None or self.aging is not None
-                or self.pool_bucket is not None
-                or (options.key is not None and self.key_limit is not None))
+                or self.pool_bucket is not None or self.key_limit is not None)
 
     # -- gate 1: keys -------------------------------------------------------------------
     def claim_key(self, job: Job[Any]) -> bool:
@@ -163,7 +162,8 @@ class Balancer:
         lane = level.lanes.get(options.group)
         if lane is None:
             lane = level.lanes[options.group] = deque()
-        if not lane and (options.priority, options.group) not in self.paused_groups:
+        if (not lane and options.group not in level.ring
+                and (options.priority, options.group) not in self.paused_groups):
             level.ring.append(options.group)
         if front:
             lane.appendleft(job)
@@ -291,13 +291,16 @@ class Balancer:
 
     def pause_group(self, priority: int, group: Hashable | None, wait: float) -> None:
         assert self.later is not None
+        previous = self.paused_groups.get((priority, group))
+        if previous is not None:
+            previous.cancel()
         self.paused_groups[(priority, group)] = self.later(wait, self.resume_group,
                                                            priority, group)
 
     def resume_group(self, priority: int, group: Hashable | None) -> None:
         self.paused_groups.pop((priority, group), None)
         level = self.levels.get(priority)
-        if level is not None and level.lanes.get(group):
+        if level is not None and level.lanes.get(group) and group not in level.ring:
             level.ring.append(group)
             self.notify()
 
@@ -355,6 +358,9 @@ class Balancer:
         lane = level.lanes.get(options.group) if level is not None else None
         if level is not None and lane is not None and job in lane:
             lane.remove(job)
+            if not lane and options.group in level.ring:
+                level.ring.remove(options.group)  # no empty lane keeps a turn
+                level.credit = 0
             self.taken_from_lane(options.priority, level, job)
             return True
         return False

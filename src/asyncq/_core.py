@@ -95,8 +95,10 @@ class Core:
             pool_limit=rate_limit, group_limits=group_rate_limits, key_limit=key_rate_limit)
         # Plain jobs skip the balancer unless aging needs every job's enqueue time or a
         # pool-wide rate limit must count every start.
-        self.plain_ok = aging is None and rate_limit is None
+        self.plain_ok = aging is None and rate_limit is None and key_rate_limit is None
         self.balancing = False  # set once a job used keys, dependencies or lanes
+        self.ended: deque[Job[Any]] = deque()  # terminal jobs whose key/dependents wait
+        self.handing_on = False
         self.watch = debug  # debug or draining or balancing: successes need after_success
         self.wait_samples = Samples()
         self.run_samples = Samples()
@@ -148,7 +150,8 @@ class Core:
             has_room = await waiter
         except asyncio.CancelledError:
             if waiter.cancelled():
-                self.putters.remove(waiter)
+                with contextlib.suppress(ValueError):  # room_freed or close may have taken it
+                    self.putters.remove(waiter)
             elif waiter.result():  # a slot was reserved for us: hand it on
                 self.reserved -= 1
                 self.taken -= 1
@@ -180,10 +183,8 @@ class Core:
             known = fn in self.checked
         except TypeError:  # unhashable callables are checked every time
             known = False
-        if not known:
-            self.remember_checked(fn)
-        if options.after:
-            self.check_dependencies(options)
+        if not known or options.after:
+            self.vet(fn, options)
         self.seq = seq = self.seq + 1
         job: Job[Any] = Job(self, seq, fn, args, kwargs, options)
         self.taken += 1
@@ -250,6 +251,12 @@ class Core:
             self.ready.append(job)
         if self.idle:
             self.wake_worker()
+
+    def vet(self, fn: Callable[..., Any], options: JobOptions) -> None:
+        """Refuse what admission would refuse, before a producer waits for room."""
+        self.remember_checked(fn)
+        if options.after:
+            self.check_dependencies(options)
 
     def remember_checked(self, fn: Callable[..., Any]) -> None:
         """Validate a job function once; later submits of it skip the check."""
@@ -339,7 +346,23 @@ class Core:
             self.check_drained()
 
     def finished(self, job: Job[Any]) -> None:
-        """A job became terminal: hand on its key, release or cancel its dependents."""
+        """A job became terminal: hand on its key, release or cancel its dependents.
+
+        Cancelling a dependent ends another job, and so on down a chain: the jobs are
+        handled one after another from a queue, never by recursion.
+        """
+        self.ended.append(job)
+        if self.handing_on:
+            return
+        self.handing_on = True
+        try:
+            while self.ended:
+                self.hand_on(self.ended.popleft())
+        finally:
+            self.handing_on = False
+
+    def hand_on(self, job: Job[Any]) -> None:
+        """What one terminal job releases: its key, and its dependents."""
         balancer = self.balancer
         if job.options.key is not None:
             successor = balancer.release_key(job)
@@ -363,7 +386,11 @@ class Core:
         if isinstance(error, RetryLater):
             retryable, delay = True, error.delay
         else:
-            retryable, delay = policy.retryable(error), None
+            try:
+                retryable, delay = policy.retryable(error), None
+            except Exception as exc:
+                self.log.error("job.retry_on_failed", job_id=job.id, error=safe_repr(exc))
+                retryable, delay = False, None
         if not retryable:
             self.bury(job, error, "not_retryable")
         elif job.attempts >= policy.attempts:
@@ -377,7 +404,7 @@ class Core:
         self.retried += 1
         if self.debug:
             self.log.debug("job.retry_scheduled", job_id=job.id, fn=qualified_name(job.fn),
-                           attempt=job.attempts, delay=delay, error=repr(error))
+                           attempt=job.attempts, delay=delay, error=safe_repr(error))
         self.taken += 1
         if delay:
             job.move(DELAYED)
@@ -393,7 +420,7 @@ class Core:
         job.settle(DEAD, None, error)
         self.dead += 1
         self.log.warning("job.dead", job_id=job.id, fn=qualified_name(letter.fn),
-                         attempt=job.attempts, reason=reason, error=repr(error))
+                         attempt=job.attempts, reason=reason, error=safe_repr(error))
         self.dead_letters.add(letter, self.log)
         if self.balancing:
             self.finished(job)
@@ -523,6 +550,14 @@ class Core:
         for waiter in idle:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``, or a placeholder when that raises (user objects may)."""
+    try:
+        return repr(value)
+    except Exception:
+        return f"<{type(value).__name__} object (repr failed)>"
 
 
 def not_started() -> PoolNotStarted:

@@ -194,7 +194,7 @@ class DeadLetterQueue:
                 jobs.append(await self._resubmit(letter))
             finally:
                 self._redriving.discard(key)
-            del self._letters[key]
+            self._letters.pop(key, None)  # a purge may have taken it meanwhile
         return jobs
 
     def purge(self, letters: Iterable[DeadLetter] | None = None) -> int:

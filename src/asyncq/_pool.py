@@ -218,7 +218,7 @@ class Pool(Submitter):
                     active.append(worker)
             self._add_workers(core, workers - len(active))
         else:
-            # retire idle workers first, then the most recently started busy ones
+            # retire idle workers first, then busy ones (they finish their job first)
             for worker in sorted(active, key=lambda w: w.job is not None)[:len(active) - workers]:
                 worker.retire()
         self._workers = workers
@@ -255,6 +255,9 @@ class Pool(Submitter):
             raise TypeError(f"drain must be a bool, got {drain!r}")
         timeout = check_timeout("timeout", timeout)
         core = self._core
+        if core is not None and any(w.task is asyncio.current_task() for w in core.workers):
+            raise RuntimeError("close() called from inside a job of this pool would wait for "
+                               "that job itself; close the pool from outside its jobs")
         if self._closing is not None:
             if not drain and core is not None and not self._closing.done():
                 core.cancel_all("cancelled: the pool closed")  # escalate a draining close

@@ -84,6 +84,7 @@ class Submitter:
             raise not_started()
         core.check_open()
         if core.full():
+            core.vet(fn, self._options)  # refuse now what admit would refuse after the wait
             await core.wait_room()
         return core.admit(fn, args, kwargs, self._options)
 

@@ -34,7 +34,8 @@ class TimerQueue:
         self._armed_at = 0.0
         # The loop may wake a hair before a deadline (its clock resolution); what is due
         # within that margin is released rather than re-armed.
-        self._early: float = getattr(loop, "_clock_resolution", 1e-6)
+        # uvloop keeps time in whole milliseconds and says nothing: allow a millisecond.
+        self._early: float = getattr(loop, "_clock_resolution", None) or 1e-3
 
     def __len__(self) -> int:
         return len(self._heap) - self._stale

@@ -25,13 +25,14 @@ YIELD_EVERY = 64
 class Worker:
     """One coroutine worker of a pool."""
 
-    __slots__ = ("cancels", "core", "job", "parked", "retiring", "task", "timed_out")
+    __slots__ = ("cancels", "core", "flagged", "job", "parked", "retiring", "task", "timed_out")
 
     def __init__(self, core: Core) -> None:
         self.core = core
         self.job: Job[Any] | None = None
         self.task: asyncio.Task[None] | None = None
-        self.cancels = 0
+        self.cancels = 0  # task.cancel() calls made for the running attempt
+        self.flagged = False  # the running attempt was cancelled or timed out: route it
         self.timed_out = False
         self.retiring = False
         self.parked: asyncio.Future[None] | None = None
@@ -72,9 +73,12 @@ class Worker:
                         return
                     continue
                 job = taken
+                if balancer.count and core.idle:
+                    core.wake_worker()  # more work may be allowed now: share it
             elif ready:
                 job = ready.popleft()
             else:
+                self.check_cancelled()
                 if not await core.park(self):
                     return
                 budget = YIELD_EVERY
@@ -104,14 +108,21 @@ class Worker:
                 return
             else:
                 self.job = None
-                if self.cancels:
+                if self.flagged:
                     self.route(job, result, None)
                 else:
                     core.succeed(job, result)
             budget -= 1
             if not budget:
                 budget = YIELD_EVERY
+                self.check_cancelled()
                 await asyncio.sleep(0)
+
+    def check_cancelled(self) -> None:
+        """Raise if our task was cancelled from outside and a job swallowed it."""
+        assert self.task is not None
+        if self.task.cancelling():
+            raise asyncio.CancelledError
 
     async def run_timed(self, job: Job[Any], timeout: float) -> Any:
         """Run one attempt under a deadline on the loop's clock."""
@@ -131,56 +142,60 @@ class Worker:
         """Cancel the running attempt of ``job`` on request (``job.cancel()``, shutdown)."""
         if self.job is job and not job.cancel_requested():
             job._cancel_requested = True
-            self.interrupt()
+            if asyncio.current_task() is self.task:
+                self.flagged = True  # the job cancels itself: it ends CANCELLED on return
+            else:
+                self.interrupt()
 
     def interrupt(self) -> None:
         """Cancel our task while the attempt runs; counted so it can be taken back."""
         assert self.task is not None
         self.cancels += 1
+        self.flagged = True
         self.task.cancel()
 
     def take_back_cancels(self) -> bool:
-        """Undo our own cancellations; True if someone else is cancelling the task too."""
+        """Undo our own cancellations; True if the task is being cancelled from outside."""
         task = self.task
         assert task is not None
         for _ in range(self.cancels):
             task.uncancel()
         self.cancels = 0
+        self.flagged = False
         return task.cancelling() > 0
 
     def route(self, job: Job[Any], result: Any, error: BaseException | None) -> None:
         """Classify an attempt that raised or was interrupted, and route it.
 
         Cancelled on request wins over everything (the job ends ``CANCELLED`` whatever the
-        attempt did); then a cancellation of the worker's own task from outside (the loop is
-        shutting down: the job is cancelled and the worker ends); then the timeout (a failed
-        attempt with ``TimeoutError``, even if the attempt swallowed the cancellation); then
-        the job's own error.
+        attempt did); then a cancellation of the worker's own task from outside (the job is
+        cancelled and the cancellation goes on, ending the worker, whatever the job made of
+        it); then the timeout (a failed attempt with ``TimeoutError``, even if the attempt
+        swallowed the cancellation); then a ``CancelledError`` of the job's own making (it
+        ends ``CANCELLED``); then the job's result or error.
         """
         core = self.core
         timed_out, self.timed_out = self.timed_out, False
-        if self.cancels:
-            external = self.take_back_cancels()
-        else:
-            external = isinstance(error, asyncio.CancelledError)
+        external = self.take_back_cancels()
         if job.cancel_requested():
             core.settle_cancelled(job, "cancelled")
-        elif external and isinstance(error, asyncio.CancelledError):
+        elif external:
             core.settle_cancelled(job, "cancelled: its worker was cancelled")
-            raise error
         elif timed_out:
-            timeout_error = TimeoutError(
-                f"job {job.id} attempt {job.attempts} timed out after {job.timeout:g}s")
-            core.fail(job, timeout_error)
+            core.fail(job, TimeoutError(
+                f"job {job.id} attempt {job.attempts} timed out after {job.timeout:g}s"))
+        elif isinstance(error, asyncio.CancelledError):
+            core.settle_cancelled(job, "cancelled: its code raised CancelledError")
         elif error is None:
             core.succeed(job, result)
         else:
             core.fail(job, error)
+        if external:
+            raise asyncio.CancelledError
 
     def route_fatal(self, job: Job[Any], error: BaseException) -> None:
         """``KeyboardInterrupt``/``SystemExit`` from a job: bury it and stop the pool."""
         core = self.core
-        if self.cancels:
-            self.take_back_cancels()
+        self.take_back_cancels()
         core.bury(job, error, "fatal")
         core.emergency(error)
