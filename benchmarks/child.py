@@ -31,10 +31,15 @@ MODES = ("run", "waiting-mem", "bounded-rss")
 
 
 class Heartbeat:
-    """A task that sleeps 1 ms in a loop and records how late each wake-up is."""
+    """A task that sleeps 1 ms in a loop and records how late each wake-up is.
+
+    Only wake-ups up to the moment the last job ran count: after that the loop runs the
+    caller's own code (awaiting every finished handle in one go), not the pool.
+    """
 
     def __init__(self) -> None:
         self.lateness: list[float] = []
+        self.woken: list[float] = []
         self._stop = False
         self._task: asyncio.Task[None] | None = None
 
@@ -46,14 +51,20 @@ class Heartbeat:
         while not self._stop:
             t0 = perf_counter()
             await asyncio.sleep(HEARTBEAT_PERIOD_S)
-            self.lateness.append(perf_counter() - t0 - HEARTBEAT_PERIOD_S)
+            now = perf_counter()
+            self.woken.append(now)
+            self.lateness.append(now - t0 - HEARTBEAT_PERIOD_S)
 
-    async def stop(self) -> dict[str, Any]:
-        """Stop and return ``heartbeat_max_ms``, ``heartbeat_p99_ms`` and the sample count."""
+    async def stop(self, until: float | None = None) -> dict[str, Any]:
+        """Stop and return ``heartbeat_max_ms``, ``heartbeat_p99_ms`` and the sample count
+        (of the wake-ups up to ``until``, when given)."""
         self._stop = True
         if self._task is not None:
             await self._task
-        samples = sorted(self.lateness) or [0.0]
+        kept = [late for woke, late in zip(self.woken, self.lateness, strict=True)
+                if until is None or woke <= until]
+        self.lateness = kept
+        samples = sorted(kept) or [0.0]
         p99 = samples[min(len(samples) - 1, int(len(samples) * 0.99))]
         return {
             "heartbeat_max_ms": round(samples[-1] * 1e3, 3),
@@ -80,7 +91,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     if heartbeat is not None:
         heartbeat.start()
     outcome = await run(jobs, args.workers, args.maxsize)
-    extras = await heartbeat.stop() if heartbeat is not None else {}
+    window_end = jobs.started[0] if jobs.started and jobs.delays is None else None
+    extras = await heartbeat.stop(window_end) if heartbeat is not None else {}
     problem = jobs.check(outcome.results)
     if problem:
         raise CheckFailed(problem)

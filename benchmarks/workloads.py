@@ -168,7 +168,18 @@ def with_retries(fn: JobFn, attempts: int) -> JobFn:
 
 def make_jobset(workload: str, n: int, max_delay: float = MAX_DELAY_S) -> JobSet:
     """Build a fresh :class:`JobSet` (fresh state, fresh delay plan) for one run."""
-    if workload in ("noop", "heartbeat", "keyed"):
+    if workload == "heartbeat":
+        last_run: list[float] = []
+
+        async def noop_marking_the_end(i: int) -> int:
+            if i == n - 1:
+                last_run.append(perf_counter())  # the heartbeat window ends here
+            return i
+
+        return JobSet(workload, n, noop_marking_the_end, noop_marking_the_end,
+                      started=last_run)
+
+    if workload in ("noop", "keyed"):
 
         async def noop(i: int) -> int:
             return i
