@@ -215,12 +215,12 @@ class Core:
         options = job.options
         if options.key is not None and not self.balancer.claim_key(job):
             return  # queued behind its key's holder; released in finished()
-        if options.after or options.delay or self.balancer.uses_lane(job):
-            self.past_key(job)
-        else:  # keyed only: straight to the ready queue
+        if options.key_only and self.plain_ok:  # nothing but a key: to the ready queue
             self.ready.append(job)
             if self.idle:
                 self.wake_worker()
+        else:
+            self.past_key(job)
 
     def past_key(self, job: Job[Any]) -> None:
         """The job holds its key (or has none): wait for dependencies, then go on."""
@@ -351,11 +351,12 @@ class Core:
         Cancelling a dependent ends another job, and so on down a chain: the jobs are
         handled one after another from a queue, never by recursion.
         """
-        self.ended.append(job)
         if self.handing_on:
+            self.ended.append(job)
             return
         self.handing_on = True
         try:
+            self.hand_on(job)
             while self.ended:
                 self.hand_on(self.ended.popleft())
         finally:

@@ -33,11 +33,13 @@ class JobOptions:
     group: Hashable | None = None
     after: tuple[Job[Any], ...] = ()
     plain: bool = field(init=False, repr=False, compare=False)
+    key_only: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        plain = (self.key is None and self.priority == 0 and self.group is None
-                 and not self.after)
-        object.__setattr__(self, "plain", plain)
+        lane_free = self.priority == 0 and self.group is None and not self.after
+        object.__setattr__(self, "plain", lane_free and self.key is None)
+        object.__setattr__(self, "key_only", lane_free and self.key is not None
+                           and not self.delay)
 
     def derive(
         self,
