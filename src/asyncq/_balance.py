@@ -122,8 +122,9 @@ class Balancer:
     # -- gate 2: dependencies -----------------------------------------------------------
     def wait_for(self, job: Job[Any]) -> Job[Any] | None:
         """Register the job's dependencies; return one that already failed, if any."""
-        pending = []
-        for dependency in job.options.after:
+        pending: list[Job[Any]] = []
+        dependencies: tuple[Job[Any], ...] = job.options.after
+        for dependency in dependencies:
             if dependency.state is SUCCEEDED:
                 continue
             if dependency.done():

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable
+from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asyncq._job import Job
 from asyncq._retry import Retry
 from asyncq._validate import check_seconds, check_timeout
 
@@ -31,7 +30,7 @@ class JobOptions:
     key: Hashable | None = None
     priority: int = 0
     group: Hashable | None = None
-    after: tuple[Job[Any], ...] = ()
+    after: tuple[Any, ...] = ()  # asyncq.Job handles (checked by the submitter)
     plain: bool = field(init=False, repr=False, compare=False)
     key_only: bool = field(init=False, repr=False, compare=False)
 
@@ -67,7 +66,7 @@ class JobOptions:
         if group is not _UNSET:
             changes["group"] = check_hashable("group", group)
         if after is not _UNSET:
-            changes["after"] = check_after(after)
+            changes["after"] = tuple(after)  # checked by the submitter (check_after)
         return replace(self, **changes) if changes else self
 
 
@@ -95,18 +94,3 @@ def check_priority(value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(f"priority must be an int (higher starts first), got {value!r}")
     return value
-
-
-def check_after(value: object) -> tuple[Job[Any], ...]:
-    """An iterable of jobs (a single job is accepted too)."""
-    if isinstance(value, Job):
-        return (value,)
-    if value is None:
-        return ()
-    if not isinstance(value, Iterable) or isinstance(value, str | bytes):
-        raise TypeError(f"after must be a job or an iterable of jobs, got {value!r}")
-    jobs = tuple(value)
-    for job in jobs:
-        if not isinstance(job, Job):
-            raise TypeError(f"after must hold asyncq.Job handles, got {type(job).__name__}")
-    return jobs

@@ -64,6 +64,8 @@ class Submitter:
         ``after``: jobs that must all succeed first; if one dies or is cancelled, this job
         never runs and ends ``CANCELLED`` with ``asyncq.DependencyFailed``.
         """
+        if after is not _UNSET:
+            after = check_after(after)
         return Submitter(self._owner, self._options.derive(
             delay=delay, timeout=timeout, retry=retry, key=key, priority=priority,
             group=group, after=after))
@@ -145,3 +147,18 @@ async def _items(iterable: Iterable[Any] | AsyncIterable[Any]) -> Any:
     else:
         raise TypeError(f"iterable must be an iterable or async iterable, got "
                         f"{type(iterable).__name__}")
+
+
+def check_after(value: object) -> tuple[Job[Any], ...]:
+    """An iterable of jobs (a single job is accepted too)."""
+    if isinstance(value, Job):
+        return (value,)
+    if value is None:
+        return ()
+    if not isinstance(value, Iterable) or isinstance(value, str | bytes):
+        raise TypeError(f"after must be a job or an iterable of jobs, got {value!r}")
+    jobs = tuple(value)
+    for job in jobs:
+        if not isinstance(job, Job):
+            raise TypeError(f"after must hold asyncq.Job handles, got {type(job).__name__}")
+    return jobs
