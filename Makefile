@@ -5,6 +5,7 @@ PYTHON ?= $(shell for p in python3.13 python3.12 python3.11 python3; do \
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test lint typecheck examples bench bench-quick clean
 
@@ -12,8 +13,12 @@ $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "asyncq needs Python 3.11 or newer on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)  ## the peer libraries and matplotlib, for the benchmarks only
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	@touch $(BENCH_STAMP)
 
 demo: $(STAMP)  ## the main job: a release built, tested and rolled out through a pool, live
 	$(BIN)/asyncq demo
@@ -31,10 +36,10 @@ examples: $(STAMP)
 	@set -e; for example in examples/*.py; do \
 		echo "== $$example"; $(BIN)/python $$example > /dev/null; done
 
-bench: $(STAMP)
+bench: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks
 
-bench-quick: $(STAMP)
+bench-quick: $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks --quick --plot benchmarks/quick.png
 
 clean:
