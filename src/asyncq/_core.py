@@ -46,6 +46,7 @@ from asyncq._timers import TimerQueue
 from asyncq._validate import check_job_function
 
 _COMPACT_MIN = 64
+NO_KWARGS: dict[str, Any] = {}
 assert SAMPLE_EVERY == 16
 _CHECKED_MAX = 512
 
@@ -186,7 +187,9 @@ class Core:
         if not known or options.after:
             self.vet(fn, options)
         self.seq = seq = self.seq + 1
-        job: Job[Any] = Job(self, seq, fn, args, kwargs, options)
+        # An empty **kwargs dict is a fresh object each call; holding one per queued job
+        # only feeds the garbage collector, so every such job shares one (never mutated).
+        job: Job[Any] = Job(self, seq, fn, args, kwargs or NO_KWARGS, options)
         self.taken += 1
         if not seq & 15:  # one job in SAMPLE_EVERY is timed
             job.t0 = self.loop.time()

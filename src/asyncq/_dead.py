@@ -45,7 +45,8 @@ class DeadLetter:
         """The letter for a job that dies now with ``error``."""
         now = time.time()
         return cls(
-            job_id=job.id, fn=job.fn, args=job.args, kwargs=job.kwargs, attempts=job.attempts,
+            job_id=job.id, fn=job.fn, args=job.args, kwargs=dict(job.kwargs),
+            attempts=job.attempts,
             error=error, traceback=format_error(error),
             first_failed_at=datetime.fromtimestamp(getattr(job, "first_failed_at", now), UTC),
             last_failed_at=datetime.fromtimestamp(now, UTC), reason=reason,
