@@ -228,3 +228,44 @@ async def test_delay_holds_job_on_timer() -> None:
 
 async def _now() -> float:
     return asyncio.get_running_loop().time()
+
+
+async def test_copy_context_runs_each_job_in_its_submitters_context() -> None:
+    """With copy_context=True a job sees the context variables of the code that submitted
+    it, and what it sets stays with it; its job_id is bound in its own context."""
+    import contextvars
+
+    import structlog
+
+    request: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="-")
+    seen: list[tuple[str, object]] = []
+
+    async def handler() -> None:
+        seen.append((request.get(), structlog.contextvars.get_contextvars().get("job_id")))
+        request.set("changed by the job")
+        await asyncio.sleep(0)
+        seen.append((request.get(), None))
+
+    async with asyncq.Pool(workers=1, copy_context=True, timeout=5) as pool:
+        request.set("req-1")
+        first = await pool.submit(handler)
+        request.set("req-2")
+        second = await pool.submit(handler)
+        await asyncio.gather(first, second)
+    assert seen == [("req-1", first.id), ("changed by the job", None),
+                    ("req-2", second.id), ("changed by the job", None)]
+    assert request.get() == "req-2"
+
+
+async def test_copy_context_jobs_still_cancel_and_time_out(gate: Gate) -> None:
+    """Cancellation and timeouts reach a job running in its own context."""
+    async with asyncq.Pool(workers=2, copy_context=True) as pool:
+        running = await pool.submit(gate.wait)
+        slow = await pool.options(timeout=0.01).submit(asyncio.sleep, 5)
+        await gate.entered.wait()
+        running.cancel()
+        with pytest.raises(asyncq.JobCancelled):
+            await running
+        with pytest.raises(TimeoutError):
+            await slow
+        assert await (await pool.submit(echo, 3)) == 3

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import math
 import threading
 from collections import deque
@@ -47,6 +48,7 @@ class Admission:
     balancing: bool
     watch: bool
     plain_ok: bool
+    copy_context: bool
 
     if TYPE_CHECKING:
         def abort_waiting(self, job: Job[Any], error: JobCancelled) -> None: ...
@@ -134,6 +136,8 @@ class Admission:
         self.taken += 1
         if not seq & 15:  # one job in SAMPLE_EVERY is timed
             job.t0 = self.loop.time()
+        if self.copy_context:
+            job.context = contextvars.copy_context()
         if not (options.plain and self.plain_ok):
             self.admit_balanced(job)
         elif options.delay:

@@ -54,8 +54,10 @@ class Core(Admission):
         rate_limit: RateLimit | None = None,
         group_rate_limits: Mapping[Hashable, RateLimit] | None = None,
         key_rate_limit: RateLimit | None = None,
+        copy_context: bool = False,
     ) -> None:
         super().__init__(loop, maxsize)
+        self.copy_context = copy_context
         self.ready: deque[Job[Any]] = deque()
         self.timers = TimerQueue(loop, self.release)
         self.idle: list[asyncio.Future[None]] = []

@@ -9,6 +9,7 @@ cancellation cancels only that caller's wait.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import enum
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
@@ -90,6 +91,7 @@ class Job(Generic[T]):
         "_waiters",
         "args",
         "attempts",
+        "context",
         "first_failed_at",
         "fn",
         "id",
@@ -102,6 +104,7 @@ class Job(Generic[T]):
 
     first_failed_at: float
     _cancel_requested: bool
+    context: contextvars.Context  # set only with Pool(copy_context=True)
     _result: Any
 
     def __init__(

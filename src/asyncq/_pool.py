@@ -66,7 +66,11 @@ class Pool(Submitter):
     attempt (``None``: no limit). ``on_dead``: called with each :class:`DeadLetter`.
     ``dead_letter_file``: a JSON Lines file that each dead letter is appended to.
     ``logger``: a structlog logger (default ``structlog.get_logger("asyncq")``).
-    ``seed``: seeds the random generator behind retry jitter.
+    ``seed``: seeds the random generator behind retry jitter. ``group_weights``,
+    ``priority_aging``, ``rate_limit``, ``group_rate_limits``, ``key_rate_limit``: see
+    balancing in :meth:`options`. ``copy_context``: run each job in a copy of the context
+    it was submitted from (as ``asyncio.create_task`` does) instead of its worker's
+    context; it costs a little time per job.
 
     The pool may be built outside a running loop; it starts on ``async with`` (or
     :meth:`start`) and runs on that loop only.
@@ -76,6 +80,7 @@ class Pool(Submitter):
         "__weakref__",
         "_aging",
         "_closing",
+        "_copy_context",
         "_core",
         "_dead_letter_file",
         "_dead_letters",
@@ -104,6 +109,7 @@ class Pool(Submitter):
         rate_limit: RateLimit | None = None,
         group_rate_limits: Mapping[Hashable, RateLimit] | None = None,
         key_rate_limit: RateLimit | None = None,
+        copy_context: bool = False,
     ) -> None:
         self._workers = check_int("workers", workers, minimum=1)
         self._maxsize = check_optional_int("maxsize", maxsize, minimum=1)
@@ -117,6 +123,9 @@ class Pool(Submitter):
         self._group_weights = check_weights(group_weights)
         self._aging = check_timeout("priority_aging", priority_aging)
         self._limits = check_limits(rate_limit, group_rate_limits, key_rate_limit)
+        if not isinstance(copy_context, bool):
+            raise TypeError(f"copy_context must be a bool, got {copy_context!r}")
+        self._copy_context = copy_context
         super().__init__(self, options)
         self._dead_letter_file = dead_letter_file
         self._logger = logger
@@ -184,7 +193,8 @@ class Pool(Submitter):
         self._dead_letters.open_sink(self._dead_letter_file)
         core = Core(loop, self._maxsize, self._dead_letters,
                     logger=logger, debug=debug_enabled(logger), rng=self._rng,
-                    group_weights=self._group_weights, aging=self._aging, **self._limits)
+                    group_weights=self._group_weights, aging=self._aging,
+                    copy_context=self._copy_context, **self._limits)
         self._core = core
         self._add_workers(core, self._workers)
         running_pools.add(self)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from asyncq._context import run_in_context
 from asyncq._core import Core
 from asyncq._job import RUNNING, WAITING, Job
 
@@ -64,6 +65,7 @@ class Worker:
         core = self.core
         balancer = core.balancer
         ready = core.ready
+        own_context = core.copy_context
         budget = YIELD_EVERY
         while not self.retiring:
             if balancer.count:  # prioritised, grouped or rate-limited jobs wait in lanes
@@ -93,12 +95,12 @@ class Worker:
             core.taken -= 1
             if core.putters or job.t0 or core.debug:
                 core.begin(job)  # room for a waiting producer, a latency sample, a log event
-            job_id_var.set(job.id)
             try:
-                if job.timeout is None:
+                if job.timeout is None and not own_context:
+                    job_id_var.set(job.id)
                     result = await job.fn(*job.args, **job.kwargs)
                 else:
-                    result = await self.run_timed(job, job.timeout)
+                    result = await self.run_special(job, job_id_var)
             except (Exception, asyncio.CancelledError) as error:
                 self.job = None
                 self.route(job, None, error)
@@ -124,13 +126,23 @@ class Worker:
         if self.task.cancelling():
             raise asyncio.CancelledError
 
-    async def run_timed(self, job: Job[Any], timeout: float) -> Any:
-        """Run one attempt under a deadline on the loop's clock."""
-        handle = self.core.loop.call_later(timeout, self.expire, job)
+    async def run_special(self, job: Job[Any], job_id_var: Any) -> Any:
+        """Run one attempt under a deadline on the loop's clock, in the job's own context
+        (``Pool(copy_context=True)``), or both."""
+        handle = None
+        if job.timeout is not None:
+            handle = self.core.loop.call_later(job.timeout, self.expire, job)
         try:
+            if self.core.copy_context:
+                context = job.context
+                context.run(job_id_var.set, job.id)
+                coro = context.run(job.fn, *job.args, **job.kwargs)
+                return await run_in_context(context, coro)
+            job_id_var.set(job.id)
             return await job.fn(*job.args, **job.kwargs)
         finally:
-            handle.cancel()
+            if handle is not None:
+                handle.cancel()
 
     def expire(self, job: Job[Any]) -> None:
         """The attempt's deadline passed: cancel it; it will count as a ``TimeoutError``."""
