@@ -239,7 +239,9 @@ async def test_resize_grows_and_shrinks_live(gate: Gate) -> None:
         assert [await j for j in jobs] == list(range(6))
         await settle()
         assert pool.stats().workers == 2
-        assert len(pool._core.workers) == 2  # type: ignore[union-attr]
+        core = pool._core
+        assert core is not None
+        assert len(core.workers) == 2
         with pytest.raises(ValueError, match="workers"):
             pool.resize(0)
 

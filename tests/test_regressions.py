@@ -264,7 +264,8 @@ async def test_delayed_jobs_do_not_spin_the_loop() -> None:
             return self.loop.call_at(when, callback)  # type: ignore[arg-type]
 
     async with asyncq.Pool(workers=2, maxsize=None) as pool:
-        timers = pool._core.timers  # type: ignore[union-attr]
+        assert pool._core is not None
+        timers = pool._core.timers
         counting = CountingLoop(asyncio.get_running_loop())
         timers._loop = counting  # type: ignore[assignment]
         jobs = [await pool.options(delay=0.0005 * i).submit(ok, i) for i in range(1, 101)]
