@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, QueueFull, WrongLoop
-from asyncq._job import DELAYED, Job
+from asyncq._job import DELAYED, WAITING, Job, JobExtra
 from asyncq._options import JobOptions
 from asyncq._stats import SAMPLE_EVERY
 from asyncq._validate import check_job_function
@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from asyncq._timers import TimerQueue
 
 NO_KWARGS: dict[str, Any] = {}
+_new = object.__new__
 assert SAMPLE_EVERY == 16
 _CHECKED_MAX = 512
 
@@ -38,6 +39,10 @@ _CHECKED_MAX = 512
 class Admission:
     """The way into a pool: checks, the ``maxsize`` bound, FIFO producers, key and
     dependency gates, and the hand-off to the ready queue, a lane or the timer."""
+
+    # Slots, not an instance dict: the hot path reads and writes these on every job.
+    __slots__ = ("balancing", "checked", "delayed", "loop", "maxsize", "open", "putters",
+                 "reserved", "seq", "taken", "thread", "watch")
 
     # Owned by the core, used here (set in ``Core.__init__``).
     ready: deque[Job[Any]]
@@ -132,12 +137,26 @@ class Admission:
         self.seq = seq = self.seq + 1
         # An empty **kwargs dict is a fresh object each call; holding one per queued job
         # only feeds the garbage collector, so every such job shares one (never mutated).
-        job: Job[Any] = Job(self, seq, fn, args, kwargs or NO_KWARGS, options)
+        # Jobs are made here only, slot by slot: cheaper than a class call with __init__.
+        job: Job[Any] = _new(Job)
+        job._owner = self
+        job.id = seq
+        job.fn = fn
+        job.args = args
+        job.kwargs = kwargs or NO_KWARGS
+        job.options = options
+        job.state = WAITING
+        job.attempts = 0
+        job._waiters = None
         self.taken += 1
-        if not seq & 15:  # one job in SAMPLE_EVERY is timed
-            job.t0 = self.loop.time()
-        if self.copy_context:
-            job.context = contextvars.copy_context()
+        if seq & 15 and not self.copy_context:
+            job.extra = None
+        else:
+            extra = job.extra = JobExtra()
+            if not seq & 15:  # one job in SAMPLE_EVERY is timed
+                extra.t0 = self.loop.time()
+            if self.copy_context:
+                extra.context = contextvars.copy_context()
         if not (options.plain and self.plain_ok):
             self.admit_balanced(job)
         elif options.delay:

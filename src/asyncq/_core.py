@@ -40,6 +40,13 @@ class Core(Admission):
     here are the workers' hand-offs, the routing of outcomes, cancellation and shutdown.
     """
 
+    __slots__ = (
+        "balancer", "cancelled", "copy_context", "dead", "dead_letters", "debug", "draining",
+        "ended", "failed", "fatal", "handing_on", "idle", "log", "plain_ok", "ready",
+        "retried", "rng", "run_samples", "stale", "stopping", "succeeded", "timers",
+        "wait_samples", "workers",
+    )
+
     def __init__(
         self,
         loop: asyncio.AbstractEventLoop,
@@ -123,11 +130,12 @@ class Core(Admission):
 
     def begin(self, job: Job[Any]) -> None:
         """A worker took ``job``: hand its slot on, sample its wait, log it."""
-        if job.t0:
+        extra = job.extra
+        if extra is not None and extra.t0:
             now = self.loop.time()
             if job.attempts == 1:
-                self.wait_samples.add(now - job.t0)
-            job.t0 = now
+                self.wait_samples.add(now - extra.t0)
+            extra.t0 = now
         if self.putters:
             self.room_freed()
         if self.debug:
@@ -143,18 +151,19 @@ class Core(Admission):
         """The attempt returned: the job has its result."""
         # RUNNING -> SUCCEEDED is legal by construction: the worker owns the job.
         job.state = SUCCEEDED
-        job._result = result
+        job._outcome = result
         job.args = job.kwargs = None  # type: ignore[assignment]
         if job._waiters is not None:
             job.wake()
         self.succeeded += 1
-        if job.t0 or self.watch:
+        if job.extra is not None or self.watch:
             self.after_success(job)
 
     def after_success(self, job: Job[Any]) -> None:
         """The rarer parts of a success: a latency sample, a log event, the drain check."""
-        if job.t0:
-            self.run_samples.add(self.loop.time() - job.t0)
+        extra = job.extra
+        if extra is not None and extra.t0:
+            self.run_samples.add(self.loop.time() - extra.t0)
         if self.debug:
             self.log.debug("job.succeeded", job_id=job.id, fn=qualified_name(job.fn),
                            attempt=job.attempts)
@@ -197,10 +206,11 @@ class Core(Admission):
     def fail(self, job: Job[Any], error: BaseException) -> None:
         """The attempt raised: retry it on the timer, or bury it in the dead letters."""
         self.failed += 1
-        if job.t0:
-            self.run_samples.add(self.loop.time() - job.t0)
-        if not hasattr(job, "first_failed_at"):
-            job.first_failed_at = time.time()
+        extra = job.more()
+        if extra.t0:
+            self.run_samples.add(self.loop.time() - extra.t0)
+        if extra.first_failed_at is None:
+            extra.first_failed_at = time.time()
         policy = job.options.retry
         if isinstance(error, RetryLater):
             retryable, delay = True, error.delay

@@ -44,11 +44,12 @@ class DeadLetter:
     def of(cls, job: Job[Any], error: BaseException, reason: str) -> DeadLetter:
         """The letter for a job that dies now with ``error``."""
         now = time.time()
+        first = job.extra.first_failed_at if job.extra is not None else None
         return cls(
             job_id=job.id, fn=job.fn, args=job.args, kwargs=dict(job.kwargs),
             attempts=job.attempts,
             error=error, traceback=format_error(error),
-            first_failed_at=datetime.fromtimestamp(getattr(job, "first_failed_at", now), UTC),
+            first_failed_at=datetime.fromtimestamp(now if first is None else first, UTC),
             last_failed_at=datetime.fromtimestamp(now, UTC), reason=reason,
             options=job.options.derive(delay=0.0),
         )

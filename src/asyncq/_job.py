@@ -82,54 +82,38 @@ class Job(Generic[T]):
     until it is terminal.
     """
 
+    # Twelve pointers, so a job fills exactly two cache lines (128 bytes with the garbage
+    # collector's header): a full collection walks every live handle, and a caller may hold
+    # hundreds of thousands. Rarely used fields live in ``extra``.
     __slots__ = (
         "__weakref__",
-        "_cancel_requested",
-        "_error",
+        "_outcome",
         "_owner",
-        "_result",
         "_waiters",
         "args",
         "attempts",
-        "context",
-        "first_failed_at",
+        "extra",
         "fn",
         "id",
         "kwargs",
         "options",
         "state",
-        "t0",
-        "timeout",
     )
 
-    first_failed_at: float
-    _cancel_requested: bool
-    context: contextvars.Context  # set only with Pool(copy_context=True)
-    _result: Any
-
-    def __init__(
-        self,
-        owner: _Canceller,
-        job_id: int,
-        fn: Callable[..., Any],
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
-        options: JobOptions,
-    ) -> None:
-        self._owner = owner
-        self.id = job_id
-        self.fn = fn
-        self.args = args
-        self.kwargs = kwargs
-        self.options = options
-        self.timeout = options.timeout
-        self.state = WAITING
-        self.attempts = 0
-        self.t0 = 0.0
-        self._error: BaseException | None = None
-        self._waiters: list[asyncio.Future[None]] | None = None
-        # Set only when they happen (read with getattr defaults), to keep submit cheap:
-        # _result (on success), first_failed_at (first failure), _cancel_requested.
+    # Every slot but ``_outcome`` is filled by the pool's admission (``Admission.admit``),
+    # the only place jobs are made; ``_outcome`` (the result, or the final exception) is
+    # set when the job becomes terminal.
+    _owner: _Canceller
+    id: int
+    fn: Callable[..., Any]
+    args: tuple[Any, ...]
+    kwargs: dict[str, Any]
+    options: JobOptions
+    state: JobState
+    attempts: int
+    extra: JobExtra | None
+    _waiters: list[asyncio.Future[None]] | None
+    _outcome: Any
 
     # -- what users see ---------------------------------------------------------------
     def done(self) -> bool:
@@ -151,7 +135,10 @@ class Job(Generic[T]):
     @property
     def error(self) -> BaseException | None:
         """The final exception of a dead job, or the ``JobCancelled`` of a cancelled one."""
-        return self._error
+        state = self.state
+        if state is DEAD or state is CANCELLED:
+            return self._outcome  # type: ignore[no-any-return]
+        return None
 
     def __await__(self) -> Generator[Any, None, T]:
         while (state := self.state) is not SUCCEEDED and state is not DEAD \
@@ -165,9 +152,9 @@ class Job(Generic[T]):
                     waiters[:] = [w for w in waiters if not w.done()]
                 waiters.append(waiter)
             yield from waiter
-        if self._error is not None:
-            raise self._error
-        return self._result  # type: ignore[no-any-return]
+        if state is SUCCEEDED:
+            return self._outcome  # type: ignore[no-any-return]
+        raise self._outcome
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__qualname__", repr(self.fn))
@@ -185,8 +172,7 @@ class Job(Generic[T]):
         if state not in TRANSITIONS[self.state]:
             self.move(state)  # raises
         self.state = state
-        self._result = result
-        self._error = error
+        self._outcome = result if state is SUCCEEDED else error
         self.args = self.kwargs = None  # type: ignore[assignment]
         if self._waiters is not None:
             self.wake()
@@ -202,8 +188,33 @@ class Job(Generic[T]):
 
     def cancel_requested(self) -> bool:
         """Whether ``cancel()`` asked for the running attempt to be cancelled."""
-        return getattr(self, "_cancel_requested", False)
+        extra = self.extra
+        return extra is not None and extra.cancel_requested
+
+    def more(self) -> JobExtra:
+        """The job's rarely used fields, created on first use."""
+        extra = self.extra
+        if extra is None:
+            extra = self.extra = JobExtra()
+        return extra
 
     def cancelled_error(self, reason: str = "cancelled") -> JobCancelled:
         """The exception a cancelled job's awaiters receive."""
         return JobCancelled(self.id, reason)
+
+
+class JobExtra:
+    """What few jobs need, kept off the job itself so that every handle stays small."""
+
+    __slots__ = ("cancel_requested", "context", "first_failed_at", "t0")
+
+    def __init__(self) -> None:
+        #: Loop time the sampled job was admitted, then the time its attempt began
+        #: (0.0 when the job is not one of the timed samples).
+        self.t0 = 0.0
+        #: Wall-clock time of the first failed attempt (for its dead letter).
+        self.first_failed_at: float | None = None
+        #: ``cancel()`` asked for the running attempt to be cancelled.
+        self.cancel_requested = False
+        #: The submitter's context, with ``Pool(copy_context=True)``.
+        self.context: contextvars.Context | None = None

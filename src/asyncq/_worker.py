@@ -15,9 +15,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from asyncq._admission import NO_KWARGS
 from asyncq._context import run_in_context
 from asyncq._core import Core
-from asyncq._job import RUNNING, WAITING, Job
+from asyncq._job import RUNNING, SUCCEEDED, WAITING, Job
 
 #: Jobs a worker may run back to back before it yields to the event loop.
 YIELD_EVERY = 64
@@ -93,14 +94,17 @@ class Worker:
             job.attempts += 1
             self.job = job
             core.taken -= 1
-            if core.putters or job.t0 or core.debug:
+            if core.putters or job.extra is not None or core.debug:
                 core.begin(job)  # room for a waiting producer, a latency sample, a log event
             try:
-                if job.timeout is None and not own_context:
-                    job_id_var.set(job.id)
-                    result = await job.fn(*job.args, **job.kwargs)
-                else:
+                if job.options.timeout is not None or own_context:
                     result = await self.run_special(job, job_id_var)
+                else:
+                    job_id_var.set(job.id)
+                    if job.kwargs is NO_KWARGS:
+                        result = await job.fn(*job.args)
+                    else:
+                        result = await job.fn(*job.args, **job.kwargs)
             except (Exception, asyncio.CancelledError) as error:
                 self.job = None
                 self.route(job, None, error)
@@ -112,8 +116,15 @@ class Worker:
                 self.job = None
                 if self.flagged:
                     self.route(job, result, None)
-                else:
-                    core.succeed(job, result)
+                else:  # the common case, inline: RUNNING -> SUCCEEDED (see Core.succeed)
+                    job.state = SUCCEEDED
+                    job._outcome = result
+                    job.args = job.kwargs = None  # type: ignore[assignment]
+                    if job._waiters is not None:
+                        job.wake()
+                    core.succeeded += 1
+                    if job.extra is not None or core.watch:
+                        core.after_success(job)
             budget -= 1
             if not budget:
                 budget = YIELD_EVERY
@@ -130,11 +141,13 @@ class Worker:
         """Run one attempt under a deadline on the loop's clock, in the job's own context
         (``Pool(copy_context=True)``), or both."""
         handle = None
-        if job.timeout is not None:
-            handle = self.core.loop.call_later(job.timeout, self.expire, job)
+        timeout = job.options.timeout
+        if timeout is not None:
+            handle = self.core.loop.call_later(timeout, self.expire, job)
         try:
             if self.core.copy_context:
-                context = job.context
+                context = job.more().context
+                assert context is not None  # copied at admission
                 context.run(job_id_var.set, job.id)
                 coro = context.run(job.fn, *job.args, **job.kwargs)
                 return await run_in_context(context, coro)
@@ -153,7 +166,7 @@ class Worker:
     def cancel_attempt(self, job: Job[Any]) -> None:
         """Cancel the running attempt of ``job`` on request (``job.cancel()``, shutdown)."""
         if self.job is job and not job.cancel_requested():
-            job._cancel_requested = True
+            job.more().cancel_requested = True
             if asyncio.current_task() is self.task:
                 self.flagged = True  # the job cancels itself: it ends CANCELLED on return
             else:
@@ -195,7 +208,7 @@ class Worker:
             core.settle_cancelled(job, "cancelled: its worker was cancelled")
         elif timed_out:
             core.fail(job, TimeoutError(
-                f"job {job.id} attempt {job.attempts} timed out after {job.timeout:g}s"))
+                f"job {job.id} attempt {job.attempts} timed out after {job.options.timeout:g}s"))
         elif isinstance(error, asyncio.CancelledError):
             core.settle_cancelled(job, "cancelled: its code raised CancelledError")
         elif error is None:
