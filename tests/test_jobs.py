@@ -232,7 +232,7 @@ async def _now() -> float:
 
 async def test_copy_context_runs_each_job_in_its_submitters_context() -> None:
     """With copy_context=True a job sees the context variables of the code that submitted
-    it, and what it sets stays with it; its job_id is bound in its own context."""
+    it, and what it sets stays with it; with bind_job_id its job_id is bound in its own context."""
     import contextvars
 
     import structlog
@@ -246,7 +246,7 @@ async def test_copy_context_runs_each_job_in_its_submitters_context() -> None:
         await asyncio.sleep(0)
         seen.append((request.get(), None))
 
-    async with asyncq.Pool(workers=1, copy_context=True, timeout=5) as pool:
+    async with asyncq.Pool(workers=1, copy_context=True, timeout=5, bind_job_id=True) as pool:
         request.set("req-1")
         first = await pool.submit(handler)
         request.set("req-2")

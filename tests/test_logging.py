@@ -19,7 +19,7 @@ import structlog.contextvars
 from structlog.testing import capture_logs
 
 import asyncq
-from tests.conftest import Gate
+from tests.conftest import Gate, settle
 
 NO_WAIT_RETRY = asyncq.Retry(attempts=2, delay=0, jitter=False)
 JOB_DEBUG_EVENTS = {"job.started", "job.succeeded", "job.retry_scheduled", "job.cancelled"}
@@ -175,26 +175,101 @@ async def test_pool_uses_the_logger_it_is_given() -> None:
     assert started["service"] == "deployer"
 
 
-async def test_job_code_logs_carry_its_job_id() -> None:
-    """Code inside a job that logs through structlog (with ``merge_contextvars``) carries
-    ``job_id`` equal to ``job.id``, each job its own, and it does not leak to the caller."""
+async def test_bind_job_id_puts_each_jobs_id_in_structlogs_context() -> None:
+    """With ``bind_job_id=True``, code inside a job that logs through structlog (with
+    ``merge_contextvars``) carries ``job_id`` equal to ``job.id``, each job its own, a task
+    the job spawns carries it too, and it does not leak to the caller."""
     gate = Gate()
+
+    async def child(tag: str) -> None:
+        structlog.get_logger().info("inside.child", tag=tag)
 
     async def work(tag: str) -> None:
         await gate.wait()
         structlog.get_logger().info("inside.job", tag=tag)
+        await asyncio.create_task(child(tag))
 
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as entries:
-        async with asyncq.Pool(workers=3) as pool:
+        async with asyncq.Pool(workers=3, bind_job_id=True) as pool:
             jobs = {tag: await pool.submit(work, tag) for tag in ("a", "b", "c", "d")}
             gate.open()
             await asyncio.gather(*jobs.values())
             structlog.get_logger().info("outside.job")
     inside = events(entries, "inside.job")
     assert {e["tag"]: e["job_id"] for e in inside} == {tag: j.id for tag, j in jobs.items()}
+    children = events(entries, "inside.child")
+    assert {e["tag"]: e["job_id"] for e in children} == {tag: j.id for tag, j in jobs.items()}
     (outside,) = events(entries, "outside.job")
     assert "job_id" not in outside
     assert "job_id" not in structlog.contextvars.get_contextvars()
+
+
+async def test_job_id_is_not_bound_by_default() -> None:
+    """Binding costs time on every job, so by default nothing is bound."""
+
+    async def work() -> None:
+        structlog.get_logger().info("inside.job")
+
+    with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as entries:
+        async with asyncq.Pool(workers=1) as pool:
+            await (await pool.submit(work))
+    (inside,) = events(entries, "inside.job")
+    assert "job_id" not in inside
+
+
+async def test_add_job_id_processor_names_the_running_job() -> None:
+    """``asyncq.add_job_id`` adds the running job's id to events logged by its code (each
+    job its own, across suspensions), keeps an explicit ``job_id``, and adds nothing
+    outside a job or in a task the job spawned."""
+    gate = Gate()
+
+    async def child() -> None:
+        structlog.get_logger().info("inside.child")
+
+    async def work(tag: str) -> None:
+        structlog.get_logger().info("before.wait", tag=tag)
+        await gate.wait()
+        structlog.get_logger().info("after.wait", tag=tag)
+        structlog.get_logger().info("explicit", tag=tag, job_id="mine")
+        await asyncio.create_task(child())
+
+    with capture_logs(processors=[asyncq.add_job_id]) as entries:
+        async with asyncq.Pool(workers=3) as pool:
+            jobs = {tag: await pool.submit(work, tag) for tag in ("a", "b", "c", "d")}
+            await settle()
+            gate.open()
+            await asyncio.gather(*jobs.values())
+            structlog.get_logger().info("outside.job")
+    expected = {tag: j.id for tag, j in jobs.items()}
+    for name in ("before.wait", "after.wait"):
+        assert {e["tag"]: e["job_id"] for e in events(entries, name)} == expected
+    assert {e["job_id"] for e in events(entries, "explicit")} == {"mine"}
+    assert all("job_id" not in e for e in events(entries, "inside.child"))
+    (outside,) = events(entries, "outside.job")
+    assert "job_id" not in outside
+
+
+async def test_current_job_is_the_running_jobs_handle() -> None:
+    """``asyncq.current_job()`` is the job's own handle inside its code, on every attempt,
+    and ``None`` outside any job."""
+    seen: list[tuple[asyncq.Job[Any] | None, int]] = []
+
+    async def flaky() -> None:
+        job = asyncq.current_job()
+        seen.append((job, job.attempts if job is not None else 0))
+        if len(seen) == 1:
+            raise ConnectionError("first attempt fails")
+
+    assert asyncq.current_job() is None
+    async with asyncq.Pool(workers=2, retry=NO_WAIT_RETRY) as pool:
+        job = await pool.submit(flaky)
+        await job
+        assert asyncq.current_job() is None
+    assert seen == [(job, 1), (job, 2)]
+
+
+def test_current_job_outside_a_loop_is_none() -> None:
+    assert asyncq.current_job() is None
 
 
 async def test_jobs_run_in_their_workers_context_as_documented() -> None:
@@ -210,7 +285,7 @@ async def test_jobs_run_in_their_workers_context_as_documented() -> None:
         structlog.get_logger().info("second.job")
 
     with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as entries:
-        async with asyncq.Pool(workers=1) as pool:
+        async with asyncq.Pool(workers=1, bind_job_id=True) as pool:
             first = await pool.submit(binds_user)
             second = await pool.submit(logs_plainly)
             await asyncio.gather(first, second)

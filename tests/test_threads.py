@@ -150,8 +150,8 @@ async def test_cancelled_thread_job_ends_after_the_thread_returns() -> None:
 
 
 async def test_thread_code_logs_carry_the_job_id() -> None:
-    """The job's structlog context reaches the thread: logs from the blocking function carry
-    its ``job_id``."""
+    """With ``bind_job_id``, the job's structlog context reaches the thread: logs from the
+    blocking function carry its ``job_id``."""
 
     def logs_from_thread() -> None:
         structlog.get_logger().info("in.thread")
@@ -159,7 +159,7 @@ async def test_thread_code_logs_carry_the_job_id() -> None:
     structlog.reset_defaults()
     try:
         with capture_logs(processors=[structlog.contextvars.merge_contextvars]) as entries:
-            async with asyncq.Pool(workers=1) as pool:
+            async with asyncq.Pool(workers=1, bind_job_id=True) as pool:
                 job = await pool.submit(asyncq.in_thread(logs_from_thread))
                 await job
     finally:

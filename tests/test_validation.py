@@ -77,6 +77,13 @@ def test_pool_rejects_bad_timeout(timeout: Any, error: type[Exception]) -> None:
         asyncq.Pool(timeout=timeout)
 
 
+@pytest.mark.parametrize("name", ["copy_context", "bind_job_id"])
+@pytest.mark.parametrize("value", [1, "yes", None])
+def test_pool_rejects_non_bool_switches(name: str, value: Any) -> None:
+    with pytest.raises(TypeError, match=f"{name} must be a bool"):
+        asyncq.Pool(**{name: value})
+
+
 def test_pool_rejects_bad_retry() -> None:
     """A pool's ``retry`` is an ``asyncq.Retry`` or None."""
     with pytest.raises(TypeError, match=r"retry must be an asyncq\.Retry or None"):

@@ -20,6 +20,7 @@ from asyncq._errors import (
     WrongLoop,
 )
 from asyncq._job import Job, JobState
+from asyncq._log import add_job_id
 from asyncq._options import JobOptions
 from asyncq._pool import Pool, PoolState
 from asyncq._rate import RateLimit
@@ -28,7 +29,7 @@ from asyncq._run import run
 from asyncq._stats import Latency, Stats
 from asyncq._submit import Submitter
 from asyncq._threads import in_thread
-from asyncq._worker import YIELD_EVERY
+from asyncq._worker import YIELD_EVERY, current_job
 
 __all__ = [
     "YIELD_EVERY",
@@ -52,7 +53,9 @@ __all__ = [
     "Stats",
     "Submitter",
     "WrongLoop",
+    "add_job_id",
     "backoff",
+    "current_job",
     "in_thread",
     "read_dead_letters",
     "run",

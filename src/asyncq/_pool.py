@@ -70,7 +70,10 @@ class Pool(Submitter):
     ``priority_aging``, ``rate_limit``, ``group_rate_limits``, ``key_rate_limit``: see
     balancing in :meth:`options`. ``copy_context``: run each job in a copy of the context
     it was submitted from (as ``asyncio.create_task`` does) instead of its worker's
-    context; it costs a little time per job.
+    context; it costs a little time per job. ``bind_job_id``: bind each running job's id
+    as ``job_id`` in structlog's context variables, where tasks the job spawns see it too
+    (about 0.1 µs per job); :func:`asyncq.add_job_id` adds it to log events at no cost
+    per job.
 
     The pool may be built outside a running loop; it starts on ``async with`` (or
     :meth:`start`) and runs on that loop only.
@@ -79,6 +82,7 @@ class Pool(Submitter):
     __slots__ = (
         "__weakref__",
         "_aging",
+        "_bind_job_id",
         "_closing",
         "_copy_context",
         "_core",
@@ -110,6 +114,7 @@ class Pool(Submitter):
         group_rate_limits: Mapping[Hashable, RateLimit] | None = None,
         key_rate_limit: RateLimit | None = None,
         copy_context: bool = False,
+        bind_job_id: bool = False,
     ) -> None:
         self._workers = check_int("workers", workers, minimum=1)
         self._maxsize = check_optional_int("maxsize", maxsize, minimum=1)
@@ -126,6 +131,9 @@ class Pool(Submitter):
         if not isinstance(copy_context, bool):
             raise TypeError(f"copy_context must be a bool, got {copy_context!r}")
         self._copy_context = copy_context
+        if not isinstance(bind_job_id, bool):
+            raise TypeError(f"bind_job_id must be a bool, got {bind_job_id!r}")
+        self._bind_job_id = bind_job_id
         super().__init__(self, options)
         self._dead_letter_file = dead_letter_file
         self._logger = logger
@@ -201,7 +209,7 @@ class Pool(Submitter):
         logger.info("pool.started", workers=self._workers, maxsize=self._maxsize)
 
     def _add_workers(self, core: Core, count: int) -> None:
-        var = job_id_var()
+        var = job_id_var() if self._bind_job_id else None
         for _ in range(count):
             worker = Worker(core)
             core.workers.append(worker)

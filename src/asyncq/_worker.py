@@ -13,6 +13,7 @@ tasks, timers and I/O run even when jobs never suspend.
 from __future__ import annotations
 
 import asyncio
+from contextvars import ContextVar
 from typing import Any
 
 from asyncq._admission import NO_KWARGS
@@ -22,6 +23,26 @@ from asyncq._job import RUNNING, SUCCEEDED, WAITING, Job
 
 #: Jobs a worker may run back to back before it yields to the event loop.
 YIELD_EVERY = 64
+
+# The worker behind each running worker task, for current_job(). A worker registers its
+# task while its coroutine runs, so an entry never outlives its task.
+_by_task: dict[asyncio.Task[None], Worker] = {}
+
+
+def current_job() -> Job[Any] | None:
+    """The job whose attempt is running in the current task, or ``None``.
+
+    Called from a job's own code (directly, or from functions it calls and awaits), this
+    is that job's handle: its ``id``, ``attempts`` and ``options``. Tasks that a job
+    spawns are not worker tasks, so there it is ``None``. Outside a running event loop it
+    is ``None`` too.
+    """
+    try:
+        task = asyncio.current_task()
+    except RuntimeError:  # no running event loop
+        return None
+    worker = None if task is None else _by_task.get(task)
+    return None if worker is None else worker.job
 
 
 class Worker:
@@ -39,19 +60,24 @@ class Worker:
         self.retiring = False
         self.parked: asyncio.Future[None] | None = None
 
-    def start(self, job_id_var: Any) -> asyncio.Task[None]:
-        """Start the worker's task."""
+    def start(self, job_id_var: ContextVar[Any] | None) -> asyncio.Task[None]:
+        """Start the worker's task; with ``job_id_var``, bind each job's id in it."""
         self.task = self.core.loop.create_task(self.run(job_id_var))
         return self.task
 
-    async def run(self, job_id_var: Any) -> None:
+    async def run(self, job_id_var: ContextVar[Any] | None) -> None:
         """Work until the pool stops; if this task is cancelled from outside (the loop is
         shutting down with the pool still open), the pool stops and every job resolves."""
+        task = self.task
+        assert task is not None
+        _by_task[task] = self
         try:
             await self.work(job_id_var)
         except asyncio.CancelledError:
             self.core.abandon("cancelled: the pool's workers were cancelled")
             raise
+        finally:
+            del _by_task[task]
         if self.retiring:
             self.core.retired(self)
 
@@ -61,12 +87,12 @@ class Worker:
         if self.parked is not None and not self.parked.done():
             self.parked.set_result(None)
 
-    async def work(self, job_id_var: Any) -> None:
+    async def work(self, job_id_var: ContextVar[Any] | None) -> None:
         """Take a job, run one attempt, route the outcome; park when there is none."""
         core = self.core
         balancer = core.balancer
         ready = core.ready
-        own_context = core.copy_context
+        special = core.copy_context or job_id_var is not None  # every job takes run_special
         budget = YIELD_EVERY
         while not self.retiring:
             if balancer.count:  # prioritised, grouped or rate-limited jobs wait in lanes
@@ -97,14 +123,12 @@ class Worker:
             if core.putters or job.extra is not None or core.debug:
                 core.begin(job)  # room for a waiting producer, a latency sample, a log event
             try:
-                if job.options.timeout is not None or own_context:
+                if job.options.timeout is not None or special:
                     result = await self.run_special(job, job_id_var)
+                elif job.kwargs is NO_KWARGS:
+                    result = await job.fn(*job.args)
                 else:
-                    job_id_var.set(job.id)
-                    if job.kwargs is NO_KWARGS:
-                        result = await job.fn(*job.args)
-                    else:
-                        result = await job.fn(*job.args, **job.kwargs)
+                    result = await job.fn(*job.args, **job.kwargs)
             except (Exception, asyncio.CancelledError) as error:
                 self.job = None
                 self.route(job, None, error)
@@ -137,9 +161,10 @@ class Worker:
         if self.task.cancelling():
             raise asyncio.CancelledError
 
-    async def run_special(self, job: Job[Any], job_id_var: Any) -> Any:
+    async def run_special(self, job: Job[Any], job_id_var: ContextVar[Any] | None) -> Any:
         """Run one attempt under a deadline on the loop's clock, in the job's own context
-        (``Pool(copy_context=True)``), or both."""
+        (``Pool(copy_context=True)``), with its id bound for structlog
+        (``Pool(bind_job_id=True)``), or any of these."""
         handle = None
         timeout = job.options.timeout
         if timeout is not None:
@@ -148,10 +173,12 @@ class Worker:
             if self.core.copy_context:
                 context = job.more().context
                 assert context is not None  # copied at admission
-                context.run(job_id_var.set, job.id)
+                if job_id_var is not None:
+                    context.run(job_id_var.set, job.id)
                 coro = context.run(job.fn, *job.args, **job.kwargs)
                 return await run_in_context(context, coro)
-            job_id_var.set(job.id)
+            if job_id_var is not None:
+                job_id_var.set(job.id)
             return await job.fn(*job.args, **job.kwargs)
         finally:
             if handle is not None:
