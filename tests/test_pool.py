@@ -177,6 +177,46 @@ async def test_stats_snapshot_and_latency_percentiles(gate: Gate) -> None:
         assert_conserved(pool.stats())
 
 
+def test_sample_mask_adapts_to_the_gap_between_samples() -> None:
+    """Samples closer than 1 ms: time half as many jobs (up to one in 1024); farther than
+    10 ms: twice as many (down to every job); in between: unchanged."""
+    from asyncq._stats import SAMPLE_MASK_MAX, next_sample_mask
+
+    assert next_sample_mask(0, 0.0) == 1
+    assert next_sample_mask(15, 0.0005) == 31
+    assert next_sample_mask(SAMPLE_MASK_MAX, 0.0) == SAMPLE_MASK_MAX == 1023
+    assert next_sample_mask(15, 0.005) == 15
+    assert next_sample_mask(15, 0.02) == 7
+    assert next_sample_mask(0, float("inf")) == 0
+
+
+async def test_sparse_jobs_are_all_timed() -> None:
+    """When jobs come slowly (here: 20 ms of clock between any two readings), every job's
+    queue wait and run time is recorded."""
+    async with asyncq.Pool(workers=1) as pool:
+        core = pool._core
+        assert core is not None
+        ticks = iter(range(1, 10_000))
+        core.clock = lambda: next(ticks) * 0.02
+        for i in range(40):
+            await (await pool.submit(echo, i))
+        stats = pool.stats()
+    assert stats.queue_wait.samples == stats.run_time.samples == 40
+
+
+async def test_fast_jobs_are_timed_one_in_up_to_1024() -> None:
+    """When jobs come fast (here: a clock that stands still), the sampling interval doubles
+    at each sample up to 1024: of 5000 jobs, those numbered 1, 2, 4, ..., 1024, 2048, 3072
+    and 4096 are timed."""
+    async with asyncq.Pool(workers=4, maxsize=None) as pool:
+        core = pool._core
+        assert core is not None
+        core.clock = lambda: 100.0
+        await pool.map(echo, range(5000))
+        stats = pool.stats()
+    assert stats.queue_wait.samples == stats.run_time.samples == 14
+
+
 async def test_unbounded_pool_admits_everything() -> None:
     """maxsize=None is an explicitly unbounded pool: submit_nowait never raises."""
     async with asyncq.Pool(workers=1, maxsize=None) as pool:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, QueueFull, WrongLoop
 from asyncq._job import DELAYED, WAITING, Job, JobExtra
 from asyncq._options import JobOptions
-from asyncq._stats import SAMPLE_EVERY
+from asyncq._stats import next_sample_mask
 from asyncq._validate import check_job_function
 
 if TYPE_CHECKING:
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 NO_KWARGS: dict[str, Any] = {}
 _new = object.__new__
-assert SAMPLE_EVERY == 16
 _CHECKED_MAX = 512
 
 
@@ -41,8 +40,8 @@ class Admission:
     dependency gates, and the hand-off to the ready queue, a lane or the timer."""
 
     # Slots, not an instance dict: the hot path reads and writes these on every job.
-    __slots__ = ("balancing", "checked", "delayed", "loop", "maxsize", "open", "putters",
-                 "reserved", "seq", "taken", "thread", "watch")
+    __slots__ = ("balancing", "checked", "clock", "delayed", "loop", "maxsize", "open", "putters",
+                 "reserved", "sample_mask", "sampled_at", "seq", "taken", "thread", "watch")
 
     # Owned by the core, used here (set in ``Core.__init__``).
     ready: deque[Job[Any]]
@@ -72,6 +71,9 @@ class Admission:
         self.open = True
         self.seq = 0
         self.checked: dict[Any, bool] = {}
+        self.clock = loop.time  # for the timed samples
+        self.sample_mask = 0  # time every job until they come fast (see _stats)
+        self.sampled_at = -math.inf
 
     def check_open(self) -> None:
         """Raise unless a job may be submitted from here, now."""
@@ -149,12 +151,14 @@ class Admission:
         job.attempts = 0
         job._waiters = None
         self.taken += 1
-        if seq & 15 and not self.copy_context:
+        if seq & self.sample_mask and not self.copy_context:
             job.extra = None
         else:
             extra = job.extra = JobExtra()
-            if not seq & 15:  # one job in SAMPLE_EVERY is timed
-                extra.t0 = self.loop.time()
+            if not seq & self.sample_mask:  # a timed job
+                extra.t0 = now = self.clock()
+                self.sample_mask = next_sample_mask(self.sample_mask, now - self.sampled_at)
+                self.sampled_at = now
             if self.copy_context:
                 extra.context = contextvars.copy_context()
         if not (options.plain and self.plain_ok):

@@ -131,8 +131,8 @@ class Core(Admission):
     def begin(self, job: Job[Any]) -> None:
         """A worker took ``job``: hand its slot on, sample its wait, log it."""
         extra = job.extra
-        if extra is not None and extra.t0:
-            now = self.loop.time()
+        if extra is not None and extra.t0 is not None:
+            now = self.clock()
             if job.attempts == 1:
                 self.wait_samples.add(now - extra.t0)
             extra.t0 = now
@@ -162,8 +162,10 @@ class Core(Admission):
     def after_success(self, job: Job[Any]) -> None:
         """The rarer parts of a success: a latency sample, a log event, the drain check."""
         extra = job.extra
-        if extra is not None and extra.t0:
-            self.run_samples.add(self.loop.time() - extra.t0)
+        if extra is not None:
+            if extra.t0 is not None:
+                self.run_samples.add(self.clock() - extra.t0)
+            job.extra = None  # a finished job needs none of it: keep handles small
         if self.debug:
             self.log.debug("job.succeeded", job_id=job.id, fn=qualified_name(job.fn),
                            attempt=job.attempts)
@@ -207,8 +209,8 @@ class Core(Admission):
         """The attempt raised: retry it on the timer, or bury it in the dead letters."""
         self.failed += 1
         extra = job.more()
-        if extra.t0:
-            self.run_samples.add(self.loop.time() - extra.t0)
+        if extra.t0 is not None:
+            self.run_samples.add(self.clock() - extra.t0)
         if extra.first_failed_at is None:
             extra.first_failed_at = time.time()
         policy = job.options.retry

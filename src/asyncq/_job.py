@@ -174,6 +174,7 @@ class Job(Generic[T]):
         self.state = state
         self._outcome = result if state is SUCCEEDED else error
         self.args = self.kwargs = None  # type: ignore[assignment]
+        self.extra = None
         if self._waiters is not None:
             self.wake()
 
@@ -209,9 +210,9 @@ class JobExtra:
     __slots__ = ("cancel_requested", "context", "first_failed_at", "t0")
 
     def __init__(self) -> None:
-        #: Loop time the sampled job was admitted, then the time its attempt began
-        #: (0.0 when the job is not one of the timed samples).
-        self.t0 = 0.0
+        #: Loop time the timed job was admitted, then the time its attempt began (``None``
+        #: when the job is not one of the timed samples).
+        self.t0: float | None = None
         #: Wall-clock time of the first failed attempt (for its dead letter).
         self.first_failed_at: float | None = None
         #: ``cancel()`` asked for the running attempt to be cancelled.

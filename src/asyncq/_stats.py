@@ -6,11 +6,25 @@ from collections import deque
 from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field
 
-#: One job in ``SAMPLE_EVERY`` is timed (queue wait and run time); the newest
-#: ``SAMPLE_SIZE`` samples feed the percentiles. Timing every job would cost the hot path
-#: three clock reads a job for numbers that a sample estimates just as well.
-SAMPLE_EVERY = 16
+#: The newest ``SAMPLE_SIZE`` timed jobs (queue wait and run time) feed the percentiles.
 SAMPLE_SIZE = 4096
+#: Jobs are timed by count: job ``n`` is timed when ``n & mask == 0``, and the mask adapts
+#: (see :func:`next_sample_mask`) so that samples come about once a millisecond or less
+#: often. While jobs are few every one is timed; at full speed one in up to
+#: ``SAMPLE_MASK_MAX + 1``. Timing every job would cost the hot path three clock reads
+#: and a record per job for numbers that a sample estimates just as well.
+SAMPLE_MASK_MAX = 1023
+SAMPLE_GAP_MIN = 0.001  # samples closer than this (seconds): time half as many jobs
+SAMPLE_GAP_MAX = 0.01  # farther apart than this: time twice as many
+
+
+def next_sample_mask(mask: int, gap: float) -> int:
+    """The sampling mask after a sample that came ``gap`` seconds after the previous one."""
+    if gap < SAMPLE_GAP_MIN:
+        return min(mask * 2 + 1, SAMPLE_MASK_MAX)
+    if gap > SAMPLE_GAP_MAX:
+        return mask >> 1
+    return mask
 
 
 @dataclass(frozen=True, slots=True)

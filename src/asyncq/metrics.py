@@ -32,7 +32,7 @@ without bound.
 
 The latency families are gauges with a ``quantile`` label (``"0.5"``, ``"0.95"``,
 ``"0.99"``), not a Prometheus summary or histogram: the pool keeps percentiles over a
-sliding window of sampled jobs (one job in 16, the newest 4096 samples), not a running sum
+sliding window of timed jobs (about one a millisecond, the newest 4096), not a running sum
 and count, and not buckets. They can be graphed and alerted on as they are, but they cannot
 be aggregated across pools or over time the way histogram buckets can. With no sample yet,
 each quantile is NaN.
