@@ -149,7 +149,7 @@ class Admission:
         job.options = options
         job.state = WAITING
         job.attempts = 0
-        job._waiters = None
+        job._outcome = None  # nobody awaits it yet
         self.taken += 1
         if seq & self.sample_mask and not self.copy_context:
             job.extra = None

@@ -25,7 +25,7 @@ from asyncq._errors import (
     PoolNotStarted,
     RetryLater,
 )
-from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job
+from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job, wake
 from asyncq._rate import RateLimit
 from asyncq._stats import Samples
 from asyncq._timers import TimerQueue
@@ -150,11 +150,12 @@ class Core(Admission):
     def succeed(self, job: Job[Any], result: Any) -> None:
         """The attempt returned: the job has its result."""
         # RUNNING -> SUCCEEDED is legal by construction: the worker owns the job.
+        waiters = job._outcome
         job.state = SUCCEEDED
         job._outcome = result
         job.args = job.kwargs = None  # type: ignore[assignment]
-        if job._waiters is not None:
-            job.wake()
+        if waiters is not None:
+            wake(waiters)
         self.succeeded += 1
         if job.extra is not None or self.watch:
             self.after_success(job)

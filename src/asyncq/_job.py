@@ -82,14 +82,13 @@ class Job(Generic[T]):
     until it is terminal.
     """
 
-    # Twelve pointers, so a job fills exactly two cache lines (128 bytes with the garbage
-    # collector's header): a full collection walks every live handle, and a caller may hold
-    # hundreds of thousands. Rarely used fields live in ``extra``.
+    # Few slots: the garbage collector visits every slot of every handle a caller holds
+    # (there may be hundreds of thousands) in each collection, and a job fits two cache
+    # lines (128 bytes with the collector's header). Rarely used fields live in ``extra``.
     __slots__ = (
         "__weakref__",
         "_outcome",
         "_owner",
-        "_waiters",
         "args",
         "attempts",
         "extra",
@@ -100,9 +99,10 @@ class Job(Generic[T]):
         "state",
     )
 
-    # Every slot but ``_outcome`` is filled by the pool's admission (``Admission.admit``),
-    # the only place jobs are made; ``_outcome`` (the result, or the final exception) is
-    # set when the job becomes terminal.
+    # Every slot is filled by the pool's admission (``Admission.admit``), the only place
+    # jobs are made. ``_outcome`` holds, until the job is terminal, the futures of the
+    # callers awaiting it (a list, or None while nobody waits); then the job's result, or
+    # its final exception.
     _owner: _Canceller
     id: int
     fn: Callable[..., Any]
@@ -112,7 +112,6 @@ class Job(Generic[T]):
     state: JobState
     attempts: int
     extra: JobExtra | None
-    _waiters: list[asyncio.Future[None]] | None
     _outcome: Any
 
     # -- what users see ---------------------------------------------------------------
@@ -141,17 +140,20 @@ class Job(Generic[T]):
         return None
 
     def __await__(self) -> Generator[Any, None, T]:
-        while (state := self.state) is not SUCCEEDED and state is not DEAD \
-                and state is not CANCELLED:
+        state = self.state
+        if state is SUCCEEDED:
+            return self._outcome  # type: ignore[no-any-return]
+        while state is not DEAD and state is not CANCELLED and state is not SUCCEEDED:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            waiters = self._waiters
+            waiters: list[asyncio.Future[None]] | None = self._outcome
             if waiters is None:
-                self._waiters = [waiter]
+                self._outcome = [waiter]
             else:
                 if len(waiters) >= 8:
                     waiters[:] = [w for w in waiters if not w.done()]
                 waiters.append(waiter)
             yield from waiter
+            state = self.state
         if state is SUCCEEDED:
             return self._outcome  # type: ignore[no-any-return]
         raise self._outcome
@@ -171,21 +173,13 @@ class Job(Generic[T]):
         """Enter a terminal state once and wake every caller awaiting the job."""
         if state not in TRANSITIONS[self.state]:
             self.move(state)  # raises
+        waiters = self._outcome
         self.state = state
         self._outcome = result if state is SUCCEEDED else error
         self.args = self.kwargs = None  # type: ignore[assignment]
         self.extra = None
-        if self._waiters is not None:
-            self.wake()
-
-    def wake(self) -> None:
-        """Wake every caller awaiting the job (it has just become terminal)."""
-        waiters = self._waiters
-        self._waiters = None
         if waiters is not None:
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_result(None)
+            wake(waiters)
 
     def cancel_requested(self) -> bool:
         """Whether ``cancel()`` asked for the running attempt to be cancelled."""
@@ -219,3 +213,10 @@ class JobExtra:
         self.cancel_requested = False
         #: The submitter's context, with ``Pool(copy_context=True)``.
         self.context: contextvars.Context | None = None
+
+
+def wake(waiters: list[asyncio.Future[None]]) -> None:
+    """Wake every caller awaiting a job that has just become terminal."""
+    for waiter in waiters:
+        if not waiter.done():
+            waiter.set_result(None)

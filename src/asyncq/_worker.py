@@ -19,7 +19,7 @@ from typing import Any
 from asyncq._admission import NO_KWARGS
 from asyncq._context import run_in_context
 from asyncq._core import Core
-from asyncq._job import RUNNING, SUCCEEDED, WAITING, Job
+from asyncq._job import RUNNING, SUCCEEDED, WAITING, Job, wake
 
 #: Jobs a worker may run back to back before it yields to the event loop.
 YIELD_EVERY = 64
@@ -141,11 +141,12 @@ class Worker:
                 if self.flagged:
                     self.route(job, result, None)
                 else:  # the common case, inline: RUNNING -> SUCCEEDED (see Core.succeed)
+                    waiters = job._outcome
                     job.state = SUCCEEDED
                     job._outcome = result
                     job.args = job.kwargs = None  # type: ignore[assignment]
-                    if job._waiters is not None:
-                        job.wake()
+                    if waiters is not None:
+                        wake(waiters)
                     core.succeeded += 1
                     if job.extra is not None or core.watch:
                         core.after_success(job)
