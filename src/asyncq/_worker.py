@@ -66,95 +66,97 @@ class Worker:
         return self.task
 
     async def run(self, job_id_var: ContextVar[Any] | None) -> None:
-        """Work until the pool stops; if this task is cancelled from outside (the loop is
-        shutting down with the pool still open), the pool stops and every job resolves."""
+        """The worker's task: take a job, run one attempt, route the outcome; park when
+        there is none; stop when the pool stops or the worker retires.
+
+        If this task is cancelled from outside (the loop is shutting down with the pool
+        still open), the pool stops and every job resolves. The loop is written out here,
+        not in a coroutine of its own, because every level of ``await`` between the task
+        and a job's code is paid again each time the job suspends and resumes.
+        """
+        core = self.core
+        balancer = core.balancer
+        ready = core.ready
+        special = core.copy_context or job_id_var is not None  # every job takes run_special
+        budget = YIELD_EVERY
         task = self.task
         assert task is not None
         _by_task[task] = self
         try:
-            await self.work(job_id_var)
+            while not self.retiring:
+                if balancer.count:  # prioritised, grouped or rate-limited jobs wait in lanes
+                    taken = balancer.take(ready)
+                    if taken is None:  # held back by a rate limit: a timer wakes a worker
+                        if not await core.park(self):
+                            break
+                        continue
+                    job = taken
+                    if balancer.count and core.idle:
+                        core.wake_worker()  # more work may be allowed now: share it
+                elif ready:
+                    job = ready.popleft()
+                else:
+                    self.check_cancelled()
+                    if not await core.park(self):
+                        break
+                    budget = YIELD_EVERY
+                    continue
+                if job.state is not WAITING:
+                    core.drop_stale()
+                    continue
+                # take it: WAITING -> RUNNING (legal: the worker found it WAITING)
+                job.state = RUNNING
+                job.attempts += 1
+                self.job = job
+                core.taken -= 1
+                if core.putters or job.extra is not None or core.debug:
+                    core.begin(job)  # room for a waiting producer, a latency sample, a log event
+                try:
+                    if job.options.timeout is not None or special:
+                        result = await self.run_special(job, job_id_var)
+                    elif job.kwargs is NO_KWARGS:
+                        result = await job.fn(*job.args)
+                    else:
+                        result = await job.fn(*job.args, **job.kwargs)
+                except (Exception, asyncio.CancelledError) as error:
+                    self.job = None
+                    self.route(job, None, error)
+                except BaseException as error:
+                    self.job = None
+                    self.route_fatal(job, error)
+                    break
+                else:
+                    self.job = None
+                    if self.flagged:
+                        self.route(job, result, None)
+                    else:  # the common case, inline: RUNNING -> SUCCEEDED (see Core.succeed)
+                        waiters = job._outcome
+                        job.state = SUCCEEDED
+                        job._outcome = result
+                        job.args = job.kwargs = None  # type: ignore[assignment]
+                        if waiters is not None:
+                            wake(waiters)
+                        core.succeeded += 1
+                        if job.extra is not None or core.watch:
+                            core.after_success(job)
+                budget -= 1
+                if not budget:
+                    budget = YIELD_EVERY
+                    self.check_cancelled()
+                    await asyncio.sleep(0)
+            if self.retiring:
+                core.retired(self)
         except asyncio.CancelledError:
-            self.core.abandon("cancelled: the pool's workers were cancelled")
+            core.abandon("cancelled: the pool's workers were cancelled")
             raise
         finally:
             del _by_task[task]
-        if self.retiring:
-            self.core.retired(self)
 
     def retire(self) -> None:
         """Stop after the current attempt (at once if idle)."""
         self.retiring = True
         if self.parked is not None and not self.parked.done():
             self.parked.set_result(None)
-
-    async def work(self, job_id_var: ContextVar[Any] | None) -> None:
-        """Take a job, run one attempt, route the outcome; park when there is none."""
-        core = self.core
-        balancer = core.balancer
-        ready = core.ready
-        special = core.copy_context or job_id_var is not None  # every job takes run_special
-        budget = YIELD_EVERY
-        while not self.retiring:
-            if balancer.count:  # prioritised, grouped or rate-limited jobs wait in lanes
-                taken = balancer.take(ready)
-                if taken is None:  # held back by a rate limit: a timer wakes a worker
-                    if not await core.park(self):
-                        return
-                    continue
-                job = taken
-                if balancer.count and core.idle:
-                    core.wake_worker()  # more work may be allowed now: share it
-            elif ready:
-                job = ready.popleft()
-            else:
-                self.check_cancelled()
-                if not await core.park(self):
-                    return
-                budget = YIELD_EVERY
-                continue
-            if job.state is not WAITING:
-                core.drop_stale()
-                continue
-            # take it: WAITING -> RUNNING (legal: the worker found it WAITING)
-            job.state = RUNNING
-            job.attempts += 1
-            self.job = job
-            core.taken -= 1
-            if core.putters or job.extra is not None or core.debug:
-                core.begin(job)  # room for a waiting producer, a latency sample, a log event
-            try:
-                if job.options.timeout is not None or special:
-                    result = await self.run_special(job, job_id_var)
-                elif job.kwargs is NO_KWARGS:
-                    result = await job.fn(*job.args)
-                else:
-                    result = await job.fn(*job.args, **job.kwargs)
-            except (Exception, asyncio.CancelledError) as error:
-                self.job = None
-                self.route(job, None, error)
-            except BaseException as error:
-                self.job = None
-                self.route_fatal(job, error)
-                return
-            else:
-                self.job = None
-                if self.flagged:
-                    self.route(job, result, None)
-                else:  # the common case, inline: RUNNING -> SUCCEEDED (see Core.succeed)
-                    waiters = job._outcome
-                    job.state = SUCCEEDED
-                    job._outcome = result
-                    job.args = job.kwargs = None  # type: ignore[assignment]
-                    if waiters is not None:
-                        wake(waiters)
-                    core.succeeded += 1
-                    if job.extra is not None or core.watch:
-                        core.after_success(job)
-            budget -= 1
-            if not budget:
-                budget = YIELD_EVERY
-                self.check_cancelled()
-                await asyncio.sleep(0)
 
     def check_cancelled(self) -> None:
         """Raise if our task was cancelled from outside and a job swallowed it."""
