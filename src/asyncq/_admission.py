@@ -77,6 +77,13 @@ class Admission:
 
     def check_open(self) -> None:
         """Raise unless a job may be submitted from here, now."""
+        if threading.get_ident() != self.thread or not self.loop.is_running():
+            self.check_loop()  # the cheap test failed: find out exactly what is wrong
+        if not self.open:
+            raise PoolClosed("the pool is closed and admits no more jobs")
+
+    def check_loop(self) -> None:
+        """Raise ``WrongLoop`` unless the loop running in this thread is the pool's."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
@@ -86,8 +93,6 @@ class Admission:
                 "this pool runs on another event loop; submit from a task on the pool's own "
                 "loop (use asyncio.run_coroutine_threadsafe from other threads)"
             )
-        if not self.open:
-            raise PoolClosed("the pool is closed and admits no more jobs")
 
     def full(self) -> bool:
         """Whether a new job would have to wait for room (or queue behind waiting producers)."""
@@ -225,7 +230,12 @@ class Admission:
 
     def vet(self, fn: Callable[..., Any], options: JobOptions) -> None:
         """Refuse what admission would refuse, before a producer waits for room."""
-        self.remember_checked(fn)
+        try:
+            known = fn in self.checked
+        except TypeError:  # unhashable callables are checked every time
+            known = False
+        if not known:
+            self.remember_checked(fn)
         if options.after:
             self.check_dependencies(options)
 
