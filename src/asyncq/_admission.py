@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import contextvars
 import math
+import sys
 import threading
 from collections import deque
 from collections.abc import Callable
@@ -40,8 +41,10 @@ class Admission:
     dependency gates, and the hand-off to the ready queue, a lane or the timer."""
 
     # Slots, not an instance dict: the hot path reads and writes these on every job.
-    __slots__ = ("balancing", "checked", "clock", "delayed", "loop", "maxsize", "open", "putters",
-                 "reserved", "sample_mask", "sampled_at", "seq", "taken", "thread", "watch")
+    __slots__ = (
+        "balancing", "bounded", "checked", "clock", "delayed", "loop", "maxsize", "open",
+        "putters", "reserved", "sample_mask", "sampled_at", "seq", "taken", "thread", "watch",
+    )
 
     # Owned by the core, used here (set in ``Core.__init__``).
     ready: deque[Job[Any]]
@@ -64,7 +67,9 @@ class Admission:
         # the running loop is ``loop`` (one loop runs per thread at a time). Checking the
         # thread id and ``is_running()`` costs less than ``asyncio.get_running_loop()``.
         self.thread = threading.get_ident()
-        self.maxsize: float = math.inf if maxsize is None else maxsize
+        # An int either way: the submit fast path compares it with an int on every job.
+        self.maxsize = sys.maxsize if maxsize is None else maxsize
+        self.bounded = maxsize is not None
         self.putters: deque[asyncio.Future[bool]] = deque()
         self.taken = 0
         self.reserved = 0
@@ -252,7 +257,7 @@ class Admission:
         """Raise ``QueueFull`` for ``submit_nowait`` on a full pool."""
         raise QueueFull(
             f"the pool holds {self.taken - self.reserved} jobs not yet running "
-            f"(maxsize={self.maxsize:g}); use 'await submit(...)' to wait for room"
+            f"(maxsize={self.maxsize}); use 'await submit(...)' to wait for room"
         )
 
     def wake_worker(self) -> None:

@@ -119,8 +119,8 @@ class Submitter:
         """
         owner = self._owner
         core = owner._core
-        limit = _UNBOUNDED_MAP_WINDOW if core is None or core.maxsize == float("inf") \
-            else int(core.maxsize) + owner._workers
+        limit = _UNBOUNDED_MAP_WINDOW if core is None or not core.bounded \
+            else core.maxsize + owner._workers
         window: deque[Job[T]] = deque()
         results: list[T] = []
         try:
