@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, QueueFull, WrongLoop
-from asyncq._job import DELAYED, WAITING, Job, JobExtra
+from asyncq._job import DELAYED, WAITING, Job
 from asyncq._options import JobOptions
 from asyncq._stats import next_sample_mask
 from asyncq._validate import check_job_function
@@ -161,10 +161,9 @@ class Admission:
         job.attempts = 0
         job._outcome = None  # nobody awaits it yet
         self.taken += 1
-        if seq & self.sample_mask and not self.copy_context:
-            job.extra = None
-        else:
-            extra = job.extra = JobExtra()
+        job.extra = None
+        if not seq & self.sample_mask or self.copy_context:
+            extra = job.more()
             if not seq & self.sample_mask:  # a timed job
                 extra.t0 = now = self.clock()
                 self.sample_mask = next_sample_mask(self.sample_mask, now - self.sampled_at)
@@ -226,7 +225,7 @@ class Admission:
 
     def enqueue(self, job: Job[Any]) -> None:
         """A waiting job joins the ready queue or its lane; wake a worker for it."""
-        if self.balancer.uses_lane(job):
+        if self.balancing and self.balancer.uses_lane(job):  # lanes exist only if balancing
             self.balancer.place(job)
         else:
             self.ready.append(job)

@@ -27,6 +27,7 @@ from asyncq._errors import (
 )
 from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job, wake
 from asyncq._rate import RateLimit
+from asyncq._retry import backoff
 from asyncq._stats import Samples
 from asyncq._timers import TimerQueue
 
@@ -228,7 +229,7 @@ class Core(Admission):
         elif job.attempts >= policy.attempts:
             self.bury(job, error, "attempts_exhausted")
         else:
-            self.schedule_retry(job, policy.backoff(job.attempts, self.rng) if delay is None
+            self.schedule_retry(job, backoff(policy, job.attempts, self.rng) if delay is None
                                 else delay, error)
 
     def schedule_retry(self, job: Job[Any], delay: float, error: BaseException) -> None:
@@ -238,12 +239,13 @@ class Core(Admission):
             self.log.debug("job.retry_scheduled", job_id=job.id, fn=qualified_name(job.fn),
                            attempt=job.attempts, delay=delay, error=safe_repr(error))
         self.taken += 1
+        # RUNNING -> DELAYED / WAITING are legal by construction: the worker owns the job.
         if delay:
-            job.move(DELAYED)
+            job.state = DELAYED
             self.delayed += 1
             self.timers.schedule(delay, job)
         else:
-            job.move(WAITING)
+            job.state = WAITING
             self.enqueue(job)
 
     def bury(self, job: Job[Any], error: BaseException, reason: str) -> None:

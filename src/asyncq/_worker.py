@@ -230,6 +230,18 @@ class Worker:
         ends ``CANCELLED``); then the job's result or error.
         """
         core = self.core
+        task = self.task
+        assert task is not None
+        if not self.flagged and not task.cancelling():
+            # The common case: nothing interrupted the attempt (no cancel request, no
+            # timeout, no cancellation of ours or from outside): the job's own outcome.
+            if isinstance(error, asyncio.CancelledError):
+                core.settle_cancelled(job, "cancelled: its code raised CancelledError")
+            elif error is None:
+                core.succeed(job, result)
+            else:
+                core.fail(job, error)
+            return
         timed_out, self.timed_out = self.timed_out, False
         external = self.take_back_cancels()
         if job.cancel_requested():
