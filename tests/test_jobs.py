@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import weakref
+from typing import Any
 
 import pytest
 
@@ -269,3 +270,33 @@ async def test_copy_context_jobs_still_cancel_and_time_out(gate: Gate) -> None:
         with pytest.raises(TimeoutError):
             await slow
         assert await (await pool.submit(echo, 3)) == 3
+
+
+async def test_a_finished_handle_holds_neither_arguments_nor_copied_context() -> None:
+    """A caller may keep handles for long: once a job has ended, its handle no longer keeps
+    its arguments or the context copied for it (``copy_context=True``) alive."""
+    import contextvars
+
+    class Payload:
+        pass
+
+    carried: contextvars.ContextVar[Payload | None] = contextvars.ContextVar(
+        "carried", default=None)
+
+    async def uses(arg: Payload) -> bool:
+        return carried.get() is not None
+
+    async def submit_from_own_context(pool: asyncq.Pool) -> tuple[asyncq.Job[bool], Any, Any]:
+        in_context, as_argument = Payload(), Payload()
+        token = carried.set(in_context)
+        job = await pool.submit(uses, as_argument)  # the job's copy of the context has it
+        carried.reset(token)  # from here on only the job's copy holds it
+        return job, weakref.ref(in_context), weakref.ref(as_argument)
+
+    async with asyncq.Pool(workers=1, copy_context=True) as pool:
+        job, in_context, as_argument = await asyncio.create_task(submit_from_own_context(pool))
+        assert await job is True
+        gc.collect()
+        assert in_context() is None
+        assert as_argument() is None
+        assert job.state is asyncq.JobState.SUCCEEDED
