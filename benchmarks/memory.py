@@ -14,6 +14,7 @@ import asyncio
 import gc
 import os
 import resource
+import sys
 import tracemalloc
 from collections.abc import Awaitable, Callable
 from time import perf_counter
@@ -31,8 +32,23 @@ def current_rss_bytes() -> int:
 
 
 def peak_rss_bytes() -> int:
-    """Peak resident set size of this process (``ru_maxrss`` is KiB on Linux)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    """Peak resident set size of this process.
+
+    On Linux this is ``VmHWM`` from ``/proc/self/status``: the high-water mark of this
+    program's own memory. ``ru_maxrss`` is not used there, because Linux carries it across
+    ``exec``: a child started by a parent that had grown to 50 MiB reports at least 50 MiB
+    whatever it does itself. Elsewhere ``ru_maxrss`` is the fallback (KiB on Linux and
+    BSD, bytes on macOS).
+    """
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024
 
 
 async def _asyncq_waiting(n: int, traced: bool) -> tuple[float, list[object]]:
