@@ -141,9 +141,12 @@ class Job(Generic[T]):
         return None
 
     def __await__(self) -> Generator[Any, None, T]:
-        state = self.state
-        if state is SUCCEEDED:
+        if self.state is SUCCEEDED:
             return self._outcome  # type: ignore[no-any-return]
+        return (yield from self._wait())
+
+    def _wait(self) -> Generator[Any, None, T]:
+        state = self.state
         while state is not DEAD and state is not CANCELLED and state is not SUCCEEDED:
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
             waiters: list[asyncio.Future[None]] | None = self._outcome
