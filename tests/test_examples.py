@@ -29,6 +29,7 @@ def test_readme_python_blocks_run() -> None:
         outputs.append(done.stdout)
     assert "web-01 runs 1.2" in outputs[0]
     assert any("hotfix" in out for out in outputs)
+    assert any(re.search(r"deploying .*env=staging.* job_id=1", out) for out in outputs)
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=[e.name for e in EXAMPLES])
