@@ -160,8 +160,8 @@ class Admission:
         job.state = WAITING
         job.attempts = 0
         job._outcome = None  # nobody awaits it yet
-        self.taken += 1
         job.extra = None
+        self.taken += 1
         if not seq & self.sample_mask or self.copy_context:
             extra = job.more()
             if not seq & self.sample_mask:  # a timed job
