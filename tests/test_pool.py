@@ -217,6 +217,30 @@ async def test_fast_jobs_are_timed_one_in_up_to_1024() -> None:
     assert stats.queue_wait.samples == stats.run_time.samples == 14
 
 
+async def test_after_a_burst_timing_resumes_once_jobs_slow_down() -> None:
+    """After a burst the next timed job may be a thousand admissions away; a timer armed
+    while jobs are timed sparsely resets sampling once no job was timed for 10 ms."""
+    now = [100.0]
+    async with asyncq.Pool(workers=4, maxsize=None) as pool:
+        core = pool._core
+        assert core is not None
+        core.clock = lambda: now[0]
+        await pool.map(echo, range(5000))  # a burst: the clock stands still
+        assert core.sample_mask == 1023
+        assert core.sample_check is not None  # the timer is armed
+        core.check_sampling()  # no time has passed: nothing changes
+        assert core.sample_mask == 1023
+        before = pool.stats().run_time.samples
+        now[0] += 0.02  # 20 ms without a timed job
+        core.check_sampling()
+        assert core.sample_mask == 0
+        ticks = itertools.count()
+        core.clock = lambda: now[0] + 0.02 * next(ticks)  # from now on jobs come slowly
+        await pool.map(echo, range(3))
+        assert pool.stats().run_time.samples == before + 3  # each of them timed
+    assert core.sample_check is None  # closing cancels the timer
+
+
 async def test_unbounded_pool_admits_everything() -> None:
     """maxsize=None is an explicitly unbounded pool: submit_nowait never raises."""
     async with asyncq.Pool(workers=1, maxsize=None) as pool:

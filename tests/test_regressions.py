@@ -4,11 +4,14 @@ that misbehaves inside the pool's own paths, long dependency chains, and timers.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
+from typing import Any
 
 import pytest
 
 import asyncq
-from tests.conftest import Gate, assert_conserved, settle, until
+from tests.conftest import LOOP_FACTORIES, Gate, assert_conserved, settle, until
 
 
 async def ok(value: object = "ok") -> object:
@@ -284,3 +287,44 @@ async def test_close_called_from_inside_a_job_is_refused() -> None:
         holder.append(pool)
         with pytest.raises(RuntimeError, match="inside a job"):
             await (await pool.submit(closes))
+
+
+@pytest.mark.parametrize("factory", LOOP_FACTORIES.values(), ids=LOOP_FACTORIES.keys())
+def test_a_pool_left_open_on_a_closed_loop_can_be_collected(factory: Any) -> None:
+    """A started pool that is never closed, on a loop that is then closed, is garbage once
+    the caller drops it: nothing global (such as the map behind ``current_job()``) keeps
+    its workers, core or jobs alive."""
+
+    async def start_and_leave() -> tuple[weakref.ref[Any], weakref.ref[Any]]:
+        pool = asyncq.Pool(workers=3)
+        await pool.start()
+        await (await pool.submit(ok))
+        assert pool._core is not None
+        return weakref.ref(pool), weakref.ref(pool._core.workers[0])
+
+    loop = factory()
+    try:
+        pool, worker = loop.run_until_complete(start_and_leave())
+    finally:
+        loop.close()
+    del loop
+    gc.collect()
+    assert worker() is None
+    assert pool() is None
+
+
+async def test_workers_cancelled_before_their_first_step_still_resolve_every_job() -> None:
+    """If the worker tasks are cancelled before they ever run (so their coroutine never
+    starts), the pool still stops and every admitted job resolves, as when they are
+    cancelled while running."""
+    pool = asyncq.Pool(workers=2)
+    await pool.start()
+    job = pool.submit_nowait(ok)
+    for task in pool._tasks:
+        task.cancel()
+    await asyncio.wait_for(asyncio.gather(*pool._tasks, return_exceptions=True), 5)
+    with pytest.raises(asyncq.JobCancelled):
+        await asyncio.wait_for(job, 5)
+    assert job.state is asyncq.JobState.CANCELLED
+    assert_conserved(pool.stats())
+    await asyncio.wait_for(pool.close(), 5)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import itertools
 import random
 
 import pytest
 
 import asyncq
+from tests.conftest import until
 
 
 def test_backoff_is_exponential_and_capped() -> None:
@@ -82,6 +84,34 @@ async def test_retry_waits_on_the_timer_with_backoff() -> None:
     assert gaps[1] >= 0.02 - tolerance
     assert pool.stats().retried == 2
     assert pool.stats().failed == 2
+
+
+async def test_a_retry_subclass_chooses_its_own_backoff() -> None:
+    """The pool asks the policy for its backoff, so a subclass of ``Retry`` that overrides
+    ``backoff`` (here: a fixed schedule) is obeyed."""
+    calls: list[int] = []
+
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Scheduled(asyncq.Retry):
+        def backoff(self, failed_attempts: int, rng: random.Random) -> float:
+            calls.append(failed_attempts)
+            return (0.0, 0.5)[failed_attempts - 1]  # the second retry would wait 0.5 s
+
+    failures = 0
+
+    async def flaky() -> str:
+        nonlocal failures
+        failures += 1
+        if failures < 3:
+            raise ConnectionError("flaky")
+        return "ok"
+
+    async with asyncq.Pool(workers=1, retry=Scheduled(attempts=3, delay=0.01)) as pool:
+        job = await pool.submit(flaky)
+        await until(lambda: pool.stats().delayed == 1)  # on the timer for its 0.5 s
+        assert calls == [1, 2]
+        assert failures == 2
+        job.cancel()
 
 
 async def test_retry_later_signal_sets_the_delay_and_uses_an_attempt() -> None:

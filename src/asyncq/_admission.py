@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, QueueFull, WrongLoop
 from asyncq._job import DELAYED, WAITING, Job
 from asyncq._options import JobOptions
-from asyncq._stats import next_sample_mask
+from asyncq._stats import SAMPLE_GAP_MAX, next_sample_mask
 from asyncq._validate import check_job_function
 
 if TYPE_CHECKING:
@@ -43,7 +43,8 @@ class Admission:
     # Slots, not an instance dict: the hot path reads and writes these on every job.
     __slots__ = (
         "balancing", "bounded", "checked", "clock", "delayed", "loop", "maxsize", "open",
-        "putters", "reserved", "sample_mask", "sampled_at", "seq", "taken", "thread", "watch",
+        "putters", "reserved", "sample_check", "sample_mask", "sampled_at", "seq", "taken",
+        "thread", "watch",
     )
 
     # Owned by the core, used here (set in ``Core.__init__``).
@@ -79,6 +80,7 @@ class Admission:
         self.clock = loop.time  # for the timed samples
         self.sample_mask = 0  # time every job until they come fast (see _stats)
         self.sampled_at = -math.inf
+        self.sample_check: asyncio.TimerHandle | None = None
 
     def check_open(self) -> None:
         """Raise unless a job may be submitted from here, now."""
@@ -168,6 +170,8 @@ class Admission:
                 extra.t0 = now = self.clock()
                 self.sample_mask = next_sample_mask(self.sample_mask, now - self.sampled_at)
                 self.sampled_at = now
+                if self.sample_mask and self.sample_check is None:
+                    self.sample_check = self.loop.call_later(SAMPLE_GAP_MAX, self.check_sampling)
             if self.copy_context:
                 extra.context = contextvars.copy_context()
         if not (options.plain and self.plain_ok):
@@ -181,6 +185,18 @@ class Admission:
             if self.idle:
                 self.wake_worker()
         return job
+
+    def check_sampling(self) -> None:
+        """While jobs are timed one in many: if none was timed lately, time the next one.
+
+        The mask only adapts when a job is timed, so after a burst the next timed job could
+        be a thousand admissions away however slowly they now come; this timer, armed while
+        the mask is above zero, resets it once no job has been timed for ``SAMPLE_GAP_MAX``.
+        """
+        if self.clock() - self.sampled_at > SAMPLE_GAP_MAX:
+            self.sample_mask = 0
+        self.sample_check = (self.loop.call_later(SAMPLE_GAP_MAX, self.check_sampling)
+                             if self.sample_mask and self.open else None)
 
     def check_dependencies(self, options: JobOptions) -> None:
         """Dependencies must be jobs of this pool."""

@@ -27,7 +27,6 @@ from asyncq._errors import (
 )
 from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job, wake
 from asyncq._rate import RateLimit
-from asyncq._retry import backoff
 from asyncq._stats import Samples
 from asyncq._timers import TimerQueue
 
@@ -229,7 +228,7 @@ class Core(Admission):
         elif job.attempts >= policy.attempts:
             self.bury(job, error, "attempts_exhausted")
         else:
-            self.schedule_retry(job, backoff(policy, job.attempts, self.rng) if delay is None
+            self.schedule_retry(job, policy.backoff(job.attempts, self.rng) if delay is None
                                 else delay, error)
 
     def schedule_retry(self, job: Job[Any], delay: float, error: BaseException) -> None:
@@ -326,6 +325,9 @@ class Core(Admission):
     def close_admission(self) -> None:
         """Admit nothing more and wake every blocked producer with ``PoolClosed``."""
         self.open = False
+        if self.sample_check is not None:
+            self.sample_check.cancel()
+            self.sample_check = None
         putters, self.putters = self.putters, deque()
         for waiter in putters:
             if not waiter.done():

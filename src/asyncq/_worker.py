@@ -13,6 +13,7 @@ tasks, timers and I/O run even when jobs never suspend.
 from __future__ import annotations
 
 import asyncio
+import weakref
 from contextvars import ContextVar
 from typing import Any
 
@@ -24,9 +25,11 @@ from asyncq._job import RUNNING, SUCCEEDED, WAITING, Job, wake
 #: Jobs a worker may run back to back before it yields to the event loop.
 YIELD_EVERY = 64
 
-# The worker behind each running worker task, for current_job(). A worker registers its
-# task while its coroutine runs, so an entry never outlives its task.
-_by_task: dict[asyncio.Task[None], Worker] = {}
+# The worker behind each running worker task, for current_job(). Weak both ways: a pool
+# that is dropped, or whose loop is closed under it, must not be kept alive by this map
+# (a worker refers to its task, so a strong value would keep the key alive too).
+_by_task: weakref.WeakKeyDictionary[asyncio.Task[None], weakref.ref[Worker]] = (
+    weakref.WeakKeyDictionary())
 
 
 def current_job() -> Job[Any] | None:
@@ -41,14 +44,16 @@ def current_job() -> Job[Any] | None:
         task = asyncio.current_task()
     except RuntimeError:  # no running event loop
         return None
-    worker = None if task is None else _by_task.get(task)
+    ref = None if task is None else _by_task.get(task)
+    worker = None if ref is None else ref()
     return None if worker is None else worker.job
 
 
 class Worker:
     """One coroutine worker of a pool."""
 
-    __slots__ = ("cancels", "core", "flagged", "job", "parked", "retiring", "task", "timed_out")
+    __slots__ = ("__weakref__", "cancels", "core", "flagged", "job", "parked", "retiring",
+                 "started", "task", "timed_out")
 
     def __init__(self, core: Core) -> None:
         self.core = core
@@ -58,12 +63,21 @@ class Worker:
         self.flagged = False  # the running attempt was cancelled or timed out: route it
         self.timed_out = False
         self.retiring = False
+        self.started = False
         self.parked: asyncio.Future[None] | None = None
 
     def start(self, job_id_var: ContextVar[Any] | None) -> asyncio.Task[None]:
         """Start the worker's task; with ``job_id_var``, bind each job's id in it."""
-        self.task = self.core.loop.create_task(self.run(job_id_var))
-        return self.task
+        task = self.core.loop.create_task(self.run(job_id_var))
+        self.task = task
+        task.add_done_callback(self.ended)
+        return task
+
+    def ended(self, task: asyncio.Task[None]) -> None:
+        """A task cancelled before its first step never ran ``run()``: stop the pool here
+        instead, as ``run()`` would have, so every job still resolves."""
+        if not self.started and task.cancelled():
+            self.core.abandon("cancelled: the pool's workers were cancelled")
 
     async def run(self, job_id_var: ContextVar[Any] | None) -> None:
         """The worker's task: take a job, run one attempt, route the outcome; park when
@@ -79,9 +93,11 @@ class Worker:
         ready = core.ready
         special = core.copy_context or job_id_var is not None  # every job takes run_special
         budget = YIELD_EVERY
-        task = self.task
+        self.started = True
+        task = self.task or asyncio.current_task()  # None while an eager task factory runs us
         assert task is not None
-        _by_task[task] = self
+        self.task = task
+        _by_task[task] = weakref.ref(self)
         try:
             while not self.retiring:
                 if balancer.count:  # prioritised, grouped or rate-limited jobs wait in lanes
@@ -150,7 +166,7 @@ class Worker:
             core.abandon("cancelled: the pool's workers were cancelled")
             raise
         finally:
-            del _by_task[task]
+            _by_task.pop(task, None)  # already gone if the task is being collected
 
     def retire(self) -> None:
         """Stop after the current attempt (at once if idle)."""
