@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, QueueFull, WrongLoop
-from asyncq._job import DELAYED, WAITING, Job
+from asyncq._job import DELAYED, WAITING, Job, job_class_for
 from asyncq._options import JobOptions
 from asyncq._stats import SAMPLE_GAP_MAX, next_sample_mask
 from asyncq._validate import check_job_function
@@ -42,7 +42,8 @@ class Admission:
 
     # Slots, not an instance dict: the hot path reads and writes these on every job.
     __slots__ = (
-        "balancing", "bounded", "checked", "clock", "delayed", "loop", "maxsize", "open",
+        "balancing", "bounded", "checked", "clock", "delayed", "job_class", "loop", "maxsize",
+        "open",
         "putters", "reserved", "sample_check", "sample_mask", "sampled_at", "seq", "taken",
         "thread", "watch",
     )
@@ -77,6 +78,7 @@ class Admission:
         self.open = True
         self.seq = 0
         self.checked: dict[Any, bool] = {}
+        self.job_class = job_class_for(self)
         self.clock = loop.time  # for the timed samples
         self.sample_mask = 0  # time every job until they come fast (see _stats)
         self.sampled_at = -math.inf
@@ -152,8 +154,7 @@ class Admission:
         # An empty **kwargs dict is a fresh object each call; holding one per queued job
         # only feeds the garbage collector, so every such job shares one (never mutated).
         # Jobs are made here only, slot by slot: cheaper than a class call with __init__.
-        job: Job[Any] = _new(Job)
-        job._owner = self
+        job: Job[Any] = _new(self.job_class)
         job.id = seq
         job.fn = fn
         job.args = args
