@@ -68,3 +68,22 @@ def assert_conserved(stats: Any) -> None:
 @pytest.fixture
 def gate() -> Gate:
     return Gate()
+
+
+class Flaky:
+    """A job function whose first ``failures`` calls raise ``error(message)``; later calls
+    return ``result``. ``calls`` counts the calls."""
+
+    def __init__(self, failures: int, result: Any = "ok", *,
+                 error: type[Exception] = ConnectionError, message: str = "not yet") -> None:
+        self.failures = failures
+        self.result = result
+        self.error = error
+        self.message = message
+        self.calls = 0
+
+    async def run(self) -> Any:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise self.error(self.message)
+        return self.result

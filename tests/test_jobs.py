@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 import asyncq
-from tests.conftest import Gate, assert_conserved, settle
+from tests.conftest import Flaky, Gate, assert_conserved, settle
 
 
 async def echo(value: object) -> object:
@@ -40,18 +40,10 @@ async def test_awaiting_gives_result_or_the_jobs_own_exception() -> None:
 
 async def test_state_attempts_done_and_repr(gate: Gate) -> None:
     """A job moves WAITING -> RUNNING -> SUCCEEDED; attempts counts attempts started."""
-    calls = 0
-
-    async def third_time_lucky() -> str:
-        nonlocal calls
-        calls += 1
-        if calls < 3:
-            raise ConnectionError("not yet")
-        return "done"
-
+    third_time_lucky = Flaky(2, "done")
     async with asyncq.Pool(workers=1, retry=asyncq.Retry(attempts=3, delay=0)) as pool:
         blocker = await pool.submit(gate.wait)
-        job = await pool.submit(third_time_lucky)
+        job = await pool.submit(third_time_lucky.run)
         await gate.entered.wait()
         assert blocker.state is asyncq.JobState.RUNNING
         assert job.state is asyncq.JobState.WAITING

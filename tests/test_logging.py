@@ -19,7 +19,7 @@ import structlog.contextvars
 from structlog.testing import capture_logs
 
 import asyncq
-from tests.conftest import Gate, settle
+from tests.conftest import Flaky, Gate, settle
 
 NO_WAIT_RETRY = asyncq.Retry(attempts=2, delay=0, jitter=False)
 JOB_DEBUG_EVENTS = {"job.started", "job.succeeded", "job.retry_scheduled", "job.cancelled"}
@@ -53,22 +53,9 @@ async def always_fails(value: int) -> None:
     raise ConnectionError(f"down {value}")
 
 
-class FailOnce:
-    """A job that fails on its first attempt and succeeds on the next."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def run(self) -> str:
-        self.calls += 1
-        if self.calls == 1:
-            raise ConnectionError("first attempt fails")
-        return "second time lucky"
-
-
 async def run_mixed_workload(gate: Gate) -> dict[str, asyncq.Job[Any]]:
     """A pool that sees a success, a retry then success, a dead job and a cancelled job."""
-    flaky = FailOnce()
+    flaky = Flaky(1, "second time lucky", message="first attempt fails")
     async with asyncq.Pool(workers=1, retry=NO_WAIT_RETRY) as pool:
         jobs: dict[str, asyncq.Job[Any]] = {}
         jobs["ok"] = await pool.submit(ok, 1)
@@ -145,7 +132,7 @@ async def test_per_job_debug_events_when_debug_is_enabled(gate: Gate) -> None:
     assert sorted((e["job_id"], e["attempt"]) for e in retried) == [
         (jobs["flaky"].id, 1), (jobs["dead"].id, 1)]
     (flaky_retry,) = (e for e in retried if e["job_id"] == jobs["flaky"].id)
-    assert flaky_retry["fn"].endswith("FailOnce.run")
+    assert flaky_retry["fn"].endswith("Flaky.run")
     assert "first attempt fails" in flaky_retry["error"]
     cancelled = events(entries, "job.cancelled")
     assert [e["job_id"] for e in cancelled] == [jobs["cancelled"].id]
@@ -301,7 +288,7 @@ async def test_library_never_configures_structlog() -> None:
     """Running a pool through starts, successes, retries, deaths and a close leaves structlog
     unconfigured: the library only logs, the application configures."""
     assert not structlog.is_configured()
-    flaky = FailOnce()
+    flaky = Flaky(1, "second time lucky", message="first attempt fails")
     async with asyncq.Pool(workers=2, retry=NO_WAIT_RETRY) as pool:
         results = await asyncio.gather(
             await pool.submit(ok, 1), await pool.submit(flaky.run),

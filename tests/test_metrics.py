@@ -18,7 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import asyncq
 from asyncq import metrics
-from tests.conftest import Gate, assert_conserved, until
+from tests.conftest import Flaky, Gate, assert_conserved, until
 
 ROOT = Path(__file__).resolve().parent.parent
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
@@ -50,17 +50,6 @@ async def refuse() -> None:
     raise ConnectionError("refused")
 
 
-class FailsOnce:
-    def __init__(self) -> None:
-        self.calls = 0
-
-    async def __call__(self) -> str:
-        self.calls += 1
-        if self.calls == 1:
-            raise TimeoutError("first attempt")
-        return "ok"
-
-
 async def test_scrape_reports_real_jobs() -> None:
     """Successes, a retry, a dead letter and a cancel show up in the parsed exposition."""
     registry = CollectorRegistry()
@@ -68,7 +57,7 @@ async def test_scrape_reports_real_jobs() -> None:
     async with asyncq.Pool(workers=2, maxsize=100, retry=retry) as pool:
         metrics.PrometheusCollector(pool, name="main", registry=registry)
         assert await pool.map(noop, range(32)) == list(range(32))
-        assert await (await pool.submit(FailsOnce())) == "ok"
+        assert await (await pool.submit(Flaky(1, error=TimeoutError).run)) == "ok"
         dead = await pool.submit(refuse)
         with pytest.raises(ConnectionError):
             await dead

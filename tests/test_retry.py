@@ -10,7 +10,7 @@ import random
 import pytest
 
 import asyncq
-from tests.conftest import until
+from tests.conftest import Flaky, until
 
 
 def test_backoff_is_exponential_and_capped() -> None:
@@ -97,20 +97,12 @@ async def test_a_retry_subclass_chooses_its_own_backoff() -> None:
             calls.append(failed_attempts)
             return (0.0, 0.5)[failed_attempts - 1]  # the second retry would wait 0.5 s
 
-    failures = 0
-
-    async def flaky() -> str:
-        nonlocal failures
-        failures += 1
-        if failures < 3:
-            raise ConnectionError("flaky")
-        return "ok"
-
+    flaky = Flaky(2)
     async with asyncq.Pool(workers=1, retry=Scheduled(attempts=3, delay=0.01)) as pool:
-        job = await pool.submit(flaky)
+        job = await pool.submit(flaky.run)
         await until(lambda: pool.stats().delayed == 1)  # on the timer for its 0.5 s
         assert calls == [1, 2]
-        assert failures == 2
+        assert flaky.calls == 2
         job.cancel()
 
 
