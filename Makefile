@@ -9,7 +9,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 
 .PHONY: demo test lint typecheck examples bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py src/asyncq/_speedups.c  ## (re)builds the C module in place
 	@test -n "$(PYTHON)" || { echo "asyncq needs Python 3.11 or newer on PATH"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
@@ -23,8 +23,9 @@ $(BENCH_STAMP): $(STAMP)  ## the peer libraries and matplotlib, for the benchmar
 demo: $(STAMP)  ## the main job: a release built, tested and rolled out through a pool, live
 	$(BIN)/asyncq demo
 
-test: $(STAMP)  ## the whole test suite, on asyncio's loop and on uvloop
+test: $(STAMP)  ## the whole test suite, on asyncio's loop and on uvloop, with and without C
 	$(BIN)/python -m pytest
+	ASYNCQ_PURE_PYTHON=1 $(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests examples benchmarks typing_tests

@@ -191,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     record.update(fields)
     if system.module == "asyncq":
         record["asyncq_src"] = asyncq_source()
+        record["asyncq_speedups"] = asyncq_speedups()
     emit(record)
     return EXIT_OK
 
@@ -200,6 +201,15 @@ def asyncq_source() -> str:
     module = sys.modules.get("asyncq")
     where = getattr(module, "__file__", None)
     return str(Path(where).resolve().parent.parent) if where else "?"
+
+
+def asyncq_speedups() -> bool | None:
+    """Whether the measured asyncq kept its job handles in C (``asyncq._speedups``).
+
+    ``None`` for an asyncq from before the C module existed.
+    """
+    job_module = sys.modules.get("asyncq._job")
+    return getattr(job_module, "SPEEDUPS", None)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@ A detached git worktree of REF is created under the system temporary directory
 (``asyncq-ref-XXXX``) and removed again with ``git worktree remove --force`` when the run
 ends, even after an error or Ctrl-C.  Children of the system ``asyncq@<short hash>`` get that
 worktree's ``src/`` on ``PYTHONPATH``; everything else (the benchmark code, the peers, the
-virtualenv) stays the current one, so only asyncq differs.
+virtualenv) stays the current one, so only asyncq differs.  When the ref has a
+``setup.py`` (the optional C module ``asyncq._speedups``), it is built in place in the
+worktree first, so the ref is measured as it would be installed.
 """
 
 from __future__ import annotations
@@ -75,9 +77,27 @@ def ref_worktree(repo: Path, ref: str) -> Iterator[RefCheckout]:
         src = path / "src"
         if not (src / "asyncq").is_dir():
             raise RefError(f"{short} has no src/asyncq")
+        build_extensions(path, short)
         yield RefCheckout(f"{REF_PREFIX}{short}", full, src)
     finally:
         try:
             _git(repo, "worktree", "remove", "--force", str(path))
         except RefError as exc:
             print(f"warning: could not remove the worktree {path}: {exc}", file=sys.stderr)
+
+
+def build_extensions(path: Path, short: str) -> None:
+    """Build a worktree's C module in place (``setup.py build_ext --inplace``), if it has one.
+
+    A failed build is not fatal, just as for an install: that ref then runs on its
+    pure-Python storage, which each record's ``asyncq_speedups`` field shows.
+    """
+    if not (path / "setup.py").is_file():
+        return
+    proc = subprocess.run(
+        [sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"],
+        cwd=path, capture_output=True, text=True, check=False,
+    )
+    if proc.returncode != 0:
+        tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        print(f"warning: {short}: C module not built ({tail})", file=sys.stderr)

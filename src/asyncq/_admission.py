@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, QueueFull, WrongLoop
-from asyncq._job import DELAYED, WAITING, Job, job_class_for
+from asyncq._job import DELAYED, WAITING, Job, job_class_for, new_job
 from asyncq._options import JobOptions
 from asyncq._stats import SAMPLE_GAP_MAX, next_sample_mask
 from asyncq._validate import check_job_function
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from asyncq._timers import TimerQueue
 
 NO_KWARGS: dict[str, Any] = {}
-_new = object.__new__
 _CHECKED_MAX = 512
 
 
@@ -154,7 +153,7 @@ class Admission:
         # An empty **kwargs dict is a fresh object each call; holding one per queued job
         # only feeds the garbage collector, so every such job shares one (never mutated).
         # Jobs are made here only, slot by slot: cheaper than a class call with __init__.
-        job: Job[Any] = _new(self.job_class)
+        job: Job[Any] = new_job(self.job_class)
         job.id = seq
         job.fn = fn
         job.args = args

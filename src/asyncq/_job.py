@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
+import os
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
 
@@ -73,20 +74,16 @@ class _Canceller(Protocol):
     def cancel_job(self, job: Job[Any]) -> bool: ...
 
 
-class Job(Generic[T]):
-    """A handle on one submitted job; ``await job`` gives its result.
+class _JobSlots:
+    """The fields of a job handle in pure Python: the twin of ``asyncq._speedups.JobBase``.
 
-    Awaiting returns the result, raises the job's own final exception when it died (the
-    same object the job raised), or raises :class:`asyncq.JobCancelled` when it was
-    cancelled. Awaiting with a timeout, or cancelling the awaiting task, never cancels the
-    job; only :meth:`cancel` does. The handle may be dropped: the pool keeps the job alive
-    until it is terminal.
+    Used when the C module is not built, or when ``ASYNCQ_PURE_PYTHON=1`` is set. Both have
+    the same fields and the same ``await``; :class:`Job` adds the behaviour to either.
     """
 
     # Few slots: the garbage collector visits every slot of every handle a caller holds
-    # (there may be hundreds of thousands) in each collection, and a job fits two cache
-    # lines (128 bytes with the collector's header). Rarely used fields live in ``extra``;
-    # the pool a job belongs to is a class attribute (see :func:`job_class_for`).
+    # (there may be hundreds of thousands) in each collection. Rarely used fields live in
+    # ``extra``; the pool a job belongs to is a class attribute (see :func:`job_class_for`).
     __slots__ = (
         "__weakref__",
         "_outcome",
@@ -100,7 +97,55 @@ class Job(Generic[T]):
         "state",
     )
 
-    # Every slot is filled by the pool's admission (``Admission.admit``), the only place
+    _outcome: Any
+    state: JobState
+
+    def __await__(self) -> Generator[Any, None, Any]:
+        if self.state is SUCCEEDED:
+            return self._outcome
+        return (yield from self._wait())  # type: ignore[attr-defined]
+
+
+if TYPE_CHECKING or os.environ.get("ASYNCQ_PURE_PYTHON") == "1":
+    _speedups = None
+else:
+    try:
+        from asyncq import _speedups
+    except ImportError:  # not built: installed without a C compiler
+        _speedups = None
+
+#: Whether job handles use the C storage of ``asyncq._speedups``.
+SPEEDUPS = _speedups is not None
+
+if TYPE_CHECKING or _speedups is None:
+    _JobBase = _JobSlots
+    #: An empty instance of a job class, its fields unset (filled by ``Admission.admit``).
+    new_job: Callable[[type[Any]], Any] = object.__new__
+
+    def _adopt(cls: type) -> None:
+        """Nothing to do for the pure-Python storage."""
+else:
+    _JobBase = _speedups.JobBase
+    new_job = _speedups.new_job
+    _adopt = _speedups.adopt
+    _speedups.set_succeeded(SUCCEEDED)
+
+
+class Job(_JobBase, Generic[T]):
+    """A handle on one submitted job; ``await job`` gives its result.
+
+    Awaiting returns the result, raises the job's own final exception when it died (the
+    same object the job raised), or raises :class:`asyncq.JobCancelled` when it was
+    cancelled. Awaiting with a timeout, or cancelling the awaiting task, never cancels the
+    job; only :meth:`cancel` does. The handle may be dropped: the pool keeps the job alive
+    until it is terminal.
+    """
+
+    # The fields live in the base (``_speedups.JobBase`` or ``_JobSlots``); a subclass that
+    # added any would lose the C base's direct walk by the garbage collector.
+    __slots__ = ()
+
+    # Every field is filled by the pool's admission (``Admission.admit``), the only place
     # jobs are made. ``_outcome`` holds, until the job is terminal, the futures of the
     # callers awaiting it (a list, or None while nobody waits); then the job's result, or
     # its final exception.
@@ -114,6 +159,9 @@ class Job(Generic[T]):
     attempts: int
     extra: JobExtra | None
     _outcome: Any
+
+    if TYPE_CHECKING:
+        def __await__(self) -> Generator[Any, None, T]: ...  # from the base
 
     # -- what users see ---------------------------------------------------------------
     def done(self) -> bool:
@@ -139,11 +187,6 @@ class Job(Generic[T]):
         if state is DEAD or state is CANCELLED:
             return self._outcome  # type: ignore[no-any-return]
         return None
-
-    def __await__(self) -> Generator[Any, None, T]:
-        if self.state is SUCCEEDED:
-            return self._outcome  # type: ignore[no-any-return]
-        return (yield from self._wait())
 
     def _wait(self) -> Generator[Any, None, T]:
         state = self.state
@@ -204,6 +247,9 @@ class Job(Generic[T]):
         return JobCancelled(self.id, reason)
 
 
+_adopt(Job)
+
+
 def job_class_for(owner: _Canceller) -> type[Job[Any]]:
     """The class of one pool's jobs: :class:`Job` with ``_owner`` set to the pool's core.
 
@@ -211,10 +257,12 @@ def job_class_for(owner: _Canceller) -> type[Job[Any]]:
     slot fewer for the collector to visit). It is still a ``Job`` by every test that
     matters: ``isinstance``, its name, its methods.
     """
-    return type(Job.__name__, (Job,), {
+    cls = type(Job.__name__, (Job,), {
         "__slots__": (), "_owner": owner, "__module__": Job.__module__,
         "__qualname__": Job.__qualname__, "__doc__": Job.__doc__,
     })
+    _adopt(cls)
+    return cls
 
 
 class JobExtra:

@@ -1,0 +1,294 @@
+/* asyncq._speedups: the storage of a job handle, written in C.
+ *
+ * Optional. When this module is not built (no C compiler when asyncq was installed) or
+ * ASYNCQ_PURE_PYTHON=1 is set, asyncq._job uses its pure-Python twin, _JobSlots, which has
+ * the same fields and the same behaviour; the test suite runs against both.
+ *
+ * Why it exists: a caller may hold hundreds of thousands of job handles, and Python's
+ * cyclic garbage collector walks every one of them in each of its passes.  A Python class
+ * with __slots__ is walked by a generic routine that looks at each slot in turn; this type
+ * walks its fields directly, as asyncio's own C Future does.  It also makes awaiting a
+ * finished job cheap: ``await job`` on a succeeded job hands back the result through a
+ * small iterator instead of starting a Python generator.
+ *
+ * What lives here is storage and those two things only.  Every method of a job (done,
+ * cancel, settle, ...) is Python, in asyncq/_job.py, on the class Job that derives from
+ * JobBase.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <structmember.h>
+
+/* JobState.SUCCEEDED, handed over once by asyncq._job through set_succeeded(). */
+static PyObject *succeeded_state = NULL;
+
+/* -- Ready: the iterator ``await job`` gets for a job that has already succeeded -------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *value; /* the result; NULL once handed out */
+} Ready;
+
+static void
+ready_dealloc(Ready *self)
+{
+    Py_XDECREF(self->value);
+    PyObject_Free(self);
+}
+
+/* The path ``await`` takes (PyIter_Send): return the result without raising anything. */
+static PySendResult
+ready_send(Ready *self, PyObject *Py_UNUSED(arg), PyObject **result)
+{
+    PyObject *value = self->value;
+    if (value == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "this awaitable of a job was already awaited");
+        *result = NULL;
+        return PYGEN_ERROR;
+    }
+    self->value = NULL;
+    *result = value; /* the reference moves to the caller */
+    return PYGEN_RETURN;
+}
+
+/* The path of a plain next(): StopIteration carrying the result, as a generator would. */
+static PyObject *
+ready_next(Ready *self)
+{
+    PyObject *value = self->value;
+    if (value == NULL) {
+        return NULL; /* exhausted: a bare StopIteration */
+    }
+    self->value = NULL;
+    PyObject *stop = PyObject_CallOneArg(PyExc_StopIteration, value);
+    Py_DECREF(value);
+    if (stop != NULL) {
+        PyErr_SetObject(PyExc_StopIteration, stop);
+        Py_DECREF(stop);
+    }
+    return NULL;
+}
+
+static PyAsyncMethods ready_as_async = {
+    .am_send = (sendfunc)ready_send,
+};
+
+static PyTypeObject ReadyType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "asyncq._speedups.Ready",
+    .tp_doc = "The result of a finished job, on its way to ``await``.",
+    .tp_basicsize = sizeof(Ready),
+    .tp_dealloc = (destructor)ready_dealloc,
+    .tp_as_async = &ready_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)ready_next,
+};
+
+/* -- JobBase ----------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject_HEAD
+    PyObject *outcome;
+    PyObject *args;
+    PyObject *attempts;
+    PyObject *extra;
+    PyObject *fn;
+    PyObject *id;
+    PyObject *kwargs;
+    PyObject *options;
+    PyObject *state;
+    PyObject *weakreflist;
+} JobBase;
+
+/* Visit only what the collector tracks.  A finished job's fields are mostly None, ints
+ * (its id, attempts, often its result) or shared objects; calling the collector's visit
+ * function for an untracked object does nothing, so the call is skipped here.  (For
+ * objects whose type supports the collector but which are not tracked themselves, the
+ * visit still happens; that is as cheap as it was and still correct.) */
+#define VISIT_TRACKED(field)                                                        \
+    do {                                                                            \
+        PyObject *obj_ = (PyObject *)(field);                                       \
+        if (obj_ != NULL && PyType_IS_GC(Py_TYPE(obj_))) {                          \
+            int err_ = visit(obj_, arg);                                            \
+            if (err_) {                                                             \
+                return err_;                                                        \
+            }                                                                       \
+        }                                                                           \
+    } while (0)
+
+static int
+job_traverse(JobBase *self, visitproc visit, void *arg)
+{
+    VISIT_TRACKED(self->outcome);
+    VISIT_TRACKED(self->args);
+    VISIT_TRACKED(self->attempts);
+    VISIT_TRACKED(self->extra);
+    VISIT_TRACKED(self->fn);
+    VISIT_TRACKED(self->id);
+    VISIT_TRACKED(self->kwargs);
+    VISIT_TRACKED(self->options);
+    VISIT_TRACKED(self->state);
+    return 0;
+}
+
+/* The traverse of a Python subclass adopted by adopt(): its instances also hold their
+ * class (a heap type), which the collector must see, as subtype_traverse would show it. */
+static int
+job_traverse_heap(JobBase *self, visitproc visit, void *arg)
+{
+    Py_VISIT(Py_TYPE(self));
+    return job_traverse(self, visit, arg);
+}
+
+static int
+job_clear(JobBase *self)
+{
+    Py_CLEAR(self->outcome);
+    Py_CLEAR(self->args);
+    Py_CLEAR(self->attempts);
+    Py_CLEAR(self->extra);
+    Py_CLEAR(self->fn);
+    Py_CLEAR(self->id);
+    Py_CLEAR(self->kwargs);
+    Py_CLEAR(self->options);
+    Py_CLEAR(self->state);
+    return 0;
+}
+
+static void
+job_dealloc(JobBase *self)
+{
+    /* Python subclasses come here through subtype_dealloc, which releases the class. */
+    PyObject_GC_UnTrack(self);
+    if (self->weakreflist != NULL) {
+        PyObject_ClearWeakRefs((PyObject *)self);
+    }
+    job_clear(self);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+/* ``await job``: a succeeded job's result at once; anything else waits in Python. */
+static PyObject *
+job_await(JobBase *self)
+{
+    if (self->state == succeeded_state && self->outcome != NULL) {
+        Ready *ready = PyObject_New(Ready, &ReadyType);
+        if (ready == NULL) {
+            return NULL;
+        }
+        ready->value = Py_NewRef(self->outcome);
+        return (PyObject *)ready;
+    }
+    return PyObject_CallMethod((PyObject *)self, "_wait", NULL);
+}
+
+static PyAsyncMethods job_as_async = {
+    .am_await = (unaryfunc)job_await,
+};
+
+/* T_OBJECT_EX: reading an unset field raises AttributeError, as an unset slot does. */
+static PyMemberDef job_members[] = {
+    {"_outcome", T_OBJECT_EX, offsetof(JobBase, outcome), 0, NULL},
+    {"args", T_OBJECT_EX, offsetof(JobBase, args), 0, NULL},
+    {"attempts", T_OBJECT_EX, offsetof(JobBase, attempts), 0, NULL},
+    {"extra", T_OBJECT_EX, offsetof(JobBase, extra), 0, NULL},
+    {"fn", T_OBJECT_EX, offsetof(JobBase, fn), 0, NULL},
+    {"id", T_OBJECT_EX, offsetof(JobBase, id), 0, NULL},
+    {"kwargs", T_OBJECT_EX, offsetof(JobBase, kwargs), 0, NULL},
+    {"options", T_OBJECT_EX, offsetof(JobBase, options), 0, NULL},
+    {"state", T_OBJECT_EX, offsetof(JobBase, state), 0, NULL},
+    {NULL},
+};
+
+static PyTypeObject JobBaseType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "asyncq._speedups.JobBase",
+    .tp_doc = "The fields of a job handle; asyncq.Job adds the behaviour.",
+    .tp_basicsize = sizeof(JobBase),
+    .tp_dealloc = (destructor)job_dealloc,
+    .tp_as_async = &job_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)job_traverse,
+    .tp_clear = (inquiry)job_clear,
+    .tp_weaklistoffset = offsetof(JobBase, weakreflist),
+    .tp_members = job_members,
+    .tp_new = PyType_GenericNew,
+};
+
+/* -- module functions -------------------------------------------------------------------- */
+
+static PyObject *
+new_job(PyObject *Py_UNUSED(module), PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &JobBaseType)) {
+        PyErr_Format(PyExc_TypeError, "new_job() needs a subclass of JobBase, got %R", cls);
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    return type->tp_alloc(type, 0);
+}
+
+/* Give a Python subclass that adds no storage of its own the direct traverse above.  A
+ * class made by a ``class`` statement is walked by CPython's generic subtype_traverse,
+ * which first looks for slots along the class's bases; for a class whose instances are
+ * exactly a JobBase, that search finds nothing, so it can be skipped. */
+static PyObject *
+adopt(PyObject *Py_UNUSED(module), PyObject *cls)
+{
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &JobBaseType)) {
+        PyErr_Format(PyExc_TypeError, "adopt() needs a subclass of JobBase, got %R", cls);
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    if (type == &JobBaseType) {
+        Py_RETURN_NONE;
+    }
+    if (!(type->tp_flags & Py_TPFLAGS_HEAPTYPE) || type->tp_basicsize != JobBaseType.tp_basicsize
+        || type->tp_dictoffset != 0 || type->tp_finalize != NULL || type->tp_del != NULL) {
+        PyErr_Format(PyExc_TypeError,
+                     "adopt() needs a class with __slots__ = () and no __del__, got %R", cls);
+        return NULL;
+    }
+    type->tp_traverse = (traverseproc)job_traverse_heap;
+    Py_RETURN_NONE;
+}
+
+static PyObject *
+set_succeeded(PyObject *Py_UNUSED(module), PyObject *state)
+{
+    Py_XSETREF(succeeded_state, Py_NewRef(state));
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef module_methods[] = {
+    {"new_job", new_job, METH_O, "new_job(cls): an empty instance of a JobBase subclass."},
+    {"adopt", adopt, METH_O, "adopt(cls): walk cls's instances directly in the collector."},
+    {"set_succeeded", set_succeeded, METH_O, "set_succeeded(state): the SUCCEEDED member."},
+    {NULL},
+};
+
+static struct PyModuleDef speedups_module = {
+    PyModuleDef_HEAD_INIT,
+    .m_name = "asyncq._speedups",
+    .m_doc = "The storage of asyncq's job handle, in C (optional).",
+    .m_size = -1,
+    .m_methods = module_methods,
+};
+
+PyMODINIT_FUNC
+PyInit__speedups(void)
+{
+    if (PyType_Ready(&ReadyType) < 0 || PyType_Ready(&JobBaseType) < 0) {
+        return NULL;
+    }
+    PyObject *module = PyModule_Create(&speedups_module);
+    if (module == NULL) {
+        return NULL;
+    }
+    if (PyModule_AddObjectRef(module, "JobBase", (PyObject *)&JobBaseType) < 0) {
+        Py_DECREF(module);
+        return NULL;
+    }
+    return module;
+}

@@ -1,0 +1,167 @@
+"""The C storage of job handles (``asyncq._speedups``) and its pure-Python twin.
+
+``make test`` runs the whole suite twice: with the C module, and with
+``ASYNCQ_PURE_PYTHON=1``. The tests here check the choice itself, that both twins have the
+same fields, and what only the C module does (its own collector walk and ``await``), by
+importing it directly, so they run in both passes.
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib
+import os
+import types
+import weakref
+from typing import Any
+
+import pytest
+
+import asyncq
+from asyncq import _job
+
+BUILD_HINT = (
+    "asyncq._speedups is not built: reinstall with a C compiler available "
+    "(`pip install -e .`, or `make clean test`)"
+)
+
+
+def speedups() -> types.ModuleType:
+    try:
+        return importlib.import_module("asyncq._speedups")
+    except ImportError as error:  # a clear failure, not a skip
+        raise AssertionError(BUILD_HINT) from error
+
+
+def test_the_c_storage_is_used_unless_pure_python_is_asked_for() -> None:
+    if os.environ.get("ASYNCQ_PURE_PYTHON") == "1":
+        assert not _job.SPEEDUPS
+        assert asyncq.Job.__mro__[1] is _job._JobSlots
+    else:
+        assert _job.SPEEDUPS, BUILD_HINT
+        assert asyncq.Job.__mro__[1] is speedups().JobBase
+
+
+def test_both_storages_have_the_same_fields() -> None:
+    base = speedups().JobBase
+    c_fields = {name for name, value in vars(base).items()
+                if isinstance(value, types.MemberDescriptorType)}
+    py_fields = set(_job._JobSlots.__slots__) - {"__weakref__"}
+    assert c_fields == py_fields
+    assert base.__weakrefoffset__ != 0
+
+
+async def test_a_finished_job_in_a_cycle_is_collected() -> None:
+    # job -> result (a list) -> job: only a collector walk that visits the result frees it.
+    async def listing() -> list[Any]:
+        return []
+
+    async with asyncq.Pool(workers=1) as pool:
+        job = await pool.submit(listing)
+        result = await job
+        result.append(job)
+    alive = weakref.ref(job)
+    del job, result
+    gc.collect()
+    assert alive() is None
+
+
+async def test_a_waiting_job_shows_the_collector_what_it_holds() -> None:
+    async with asyncq.Pool(workers=1) as pool:
+        holder: list[Any] = []
+        job = await pool.submit(hold, holder)
+        assert job.state is asyncq.JobState.WAITING
+        holder.append(job)  # job -> args -> holder -> job while it waits
+        referents = gc.get_referents(job)
+        assert any(ref is job.args for ref in referents)
+        assert any(ref is job.fn for ref in referents)
+        assert any(ref is job.options for ref in referents)
+        assert any(ref is type(job) for ref in referents)  # the per-pool class it holds
+        assert await job == 1
+    alive = weakref.ref(job)
+    del job, holder, referents
+    gc.collect()
+    assert alive() is None
+
+
+async def hold(holder: list[Any]) -> int:
+    return len(holder)
+
+
+async def test_await_on_a_succeeded_job_returns_the_result_every_time() -> None:
+    async def value() -> dict[str, int]:
+        return {"a": 1}
+
+    async with asyncq.Pool(workers=1) as pool:
+        job = await pool.submit(value)
+        first = await job
+        assert job.state is asyncq.JobState.SUCCEEDED
+        assert await job is first
+        assert await job is first
+
+
+async def test_awaiting_a_succeeded_job_by_hand_behaves_like_a_generator() -> None:
+    async def seven() -> int:
+        return 7
+
+    async with asyncq.Pool(workers=1) as pool:
+        job = await pool.submit(seven)
+        await job
+    step = job.__await__()
+    with pytest.raises(StopIteration) as stop:
+        next(step)
+    assert stop.value.value == 7
+    with pytest.raises(StopIteration) as again:
+        next(step)
+    assert again.value.value is None
+
+
+async def test_a_tuple_result_comes_back_whole_through_next() -> None:
+    async def pair() -> tuple[int, int]:
+        return (1, 2)
+
+    async with asyncq.Pool(workers=1) as pool:
+        job = await pool.submit(pair)
+        assert await job == (1, 2)
+    with pytest.raises(StopIteration) as stop:
+        next(job.__await__())
+    assert stop.value.value == (1, 2)
+
+
+def test_the_c_helpers_reject_what_they_cannot_handle() -> None:
+    module = speedups()
+    with pytest.raises(TypeError, match="subclass of JobBase"):
+        module.new_job(dict)
+    with pytest.raises(TypeError, match="subclass of JobBase"):
+        module.adopt(int)
+
+    class WithSlot(module.JobBase):  # type: ignore[misc,name-defined]
+        __slots__ = ("more",)
+
+    class WithDel(module.JobBase):  # type: ignore[misc,name-defined]
+        __slots__ = ()
+
+        def __del__(self) -> None:
+            pass
+
+    for cls in (WithSlot, WithDel):
+        with pytest.raises(TypeError, match="__slots__ = \\(\\) and no __del__"):
+            module.adopt(cls)
+
+
+def test_new_job_gives_an_empty_job_of_the_class_asked_for() -> None:
+    module = speedups()
+
+    class Plain(module.JobBase):  # type: ignore[misc,name-defined]
+        __slots__ = ()
+
+    module.adopt(Plain)
+    made = module.new_job(Plain)
+    assert type(made) is Plain
+    with pytest.raises(AttributeError):
+        _ = made.state
+    alive = weakref.ref(made)
+    made.fn = made  # a cycle through a field, walked by the adopted traverse
+    del made
+    gc.collect()
+    assert alive() is None
