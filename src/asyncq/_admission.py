@@ -162,7 +162,7 @@ class Admission:
         job.state = WAITING
         job.attempts = 0
         job._outcome = None  # nobody awaits it yet
-        job.extra = None
+        job.extra = job.first_failed_at = None
         self.taken += 1
         if not seq & self.sample_mask or self.copy_context:
             extra = job.more()

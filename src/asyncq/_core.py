@@ -27,6 +27,7 @@ from asyncq._errors import (
 )
 from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job, wake
 from asyncq._rate import RateLimit
+from asyncq._retry import Retry
 from asyncq._stats import Samples
 from asyncq._timers import TimerQueue
 
@@ -209,27 +210,36 @@ class Core(Admission):
     def fail(self, job: Job[Any], error: BaseException) -> None:
         """The attempt raised: retry it on the timer, or bury it in the dead letters."""
         self.failed += 1
-        extra = job.more()
-        if extra.t0 is not None:
+        extra = job.extra
+        if extra is not None and extra.t0 is not None:
             self.run_samples.add(self.clock() - extra.t0)
-        if extra.first_failed_at is None:
-            extra.first_failed_at = time.time()
+        if job.first_failed_at is None:
+            job.first_failed_at = time.time()
         policy = job.options.retry
+        delay: float | None = None
         if isinstance(error, RetryLater):
             retryable, delay = True, error.delay
+        elif type(policy) is Retry and type(retry_on := policy.retry_on) is tuple:
+            retryable = isinstance(error, retry_on)  # Retry.retryable, without the call
         else:
             try:
-                retryable, delay = policy.retryable(error), None
+                retryable = policy.retryable(error)
             except Exception as exc:
                 self.log.error("job.retry_on_failed", job_id=job.id, error=safe_repr(exc))
-                retryable, delay = False, None
+                retryable = False
         if not retryable:
             self.bury(job, error, "not_retryable")
         elif job.attempts >= policy.attempts:
             self.bury(job, error, "attempts_exhausted")
+        elif delay is not None:
+            self.schedule_retry(job, delay, error)
+        elif type(policy) is Retry and policy.delay == 0.0 and not self.debug:
+            self.retried += 1  # schedule_retry's path for no delay, without the calls
+            self.taken += 1
+            job.state = WAITING
+            self.enqueue(job)
         else:
-            self.schedule_retry(job, policy.backoff(job.attempts, self.rng) if delay is None
-                                else delay, error)
+            self.schedule_retry(job, policy.backoff(job.attempts, self.rng), error)
 
     def schedule_retry(self, job: Job[Any], delay: float, error: BaseException) -> None:
         """Queue the next attempt: at once when there is no delay, else on the timer."""

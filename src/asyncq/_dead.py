@@ -44,7 +44,7 @@ class DeadLetter:
     def of(cls, job: Job[Any], error: BaseException, reason: str) -> DeadLetter:
         """The letter for a job that dies now with ``error``."""
         now = time.time()
-        first = job.extra.first_failed_at if job.extra is not None else None
+        first = job.first_failed_at
         return cls(
             job_id=job.id, fn=job.fn, args=job.args, kwargs=dict(job.kwargs),
             attempts=job.attempts,

@@ -90,6 +90,7 @@ class _JobSlots:
         "args",
         "attempts",
         "extra",
+        "first_failed_at",
         "fn",
         "id",
         "kwargs",
@@ -158,6 +159,8 @@ class Job(_JobBase, Generic[T]):
     state: JobState
     attempts: int
     extra: JobExtra | None
+    #: Wall-clock time of the first failed attempt (for its dead letter), or None.
+    first_failed_at: float | None
     _outcome: Any
 
     if TYPE_CHECKING:
@@ -238,7 +241,7 @@ class Job(_JobBase, Generic[T]):
         extra = self.extra
         if extra is None:  # slot by slot: cheaper than a class call with __init__
             extra = self.extra = _new(JobExtra)
-            extra.t0 = extra.first_failed_at = extra.context = None
+            extra.t0 = extra.context = None
             extra.cancel_requested = False
         return extra
 
@@ -271,13 +274,11 @@ class JobExtra:
     Made only by :meth:`Job.more`, which fills every slot.
     """
 
-    __slots__ = ("cancel_requested", "context", "first_failed_at", "t0")
+    __slots__ = ("cancel_requested", "context", "t0")
 
     #: Loop time the timed job was admitted, then the time its attempt began (``None``
     #: when the job is not one of the timed samples).
     t0: float | None
-    #: Wall-clock time of the first failed attempt (for its dead letter).
-    first_failed_at: float | None
     #: ``cancel()`` asked for the running attempt to be cancelled.
     cancel_requested: bool
     #: The submitter's context, with ``Pool(copy_context=True)``.

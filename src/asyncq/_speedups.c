@@ -93,6 +93,7 @@ typedef struct {
     PyObject *args;
     PyObject *attempts;
     PyObject *extra;
+    PyObject *first_failed_at;
     PyObject *fn;
     PyObject *id;
     PyObject *kwargs;
@@ -124,6 +125,7 @@ job_traverse(JobBase *self, visitproc visit, void *arg)
     VISIT_TRACKED(self->args);
     VISIT_TRACKED(self->attempts);
     VISIT_TRACKED(self->extra);
+    VISIT_TRACKED(self->first_failed_at);
     VISIT_TRACKED(self->fn);
     VISIT_TRACKED(self->id);
     VISIT_TRACKED(self->kwargs);
@@ -151,6 +153,7 @@ job_clear(JobBase *self)
     Py_CLEAR(self->args);
     Py_CLEAR(self->attempts);
     Py_CLEAR(self->extra);
+    Py_CLEAR(self->first_failed_at);
     Py_CLEAR(self->fn);
     Py_CLEAR(self->id);
     Py_CLEAR(self->kwargs);
@@ -196,6 +199,7 @@ static PyMemberDef job_members[] = {
     {"args", T_OBJECT_EX, offsetof(JobBase, args), 0, NULL},
     {"attempts", T_OBJECT_EX, offsetof(JobBase, attempts), 0, NULL},
     {"extra", T_OBJECT_EX, offsetof(JobBase, extra), 0, NULL},
+    {"first_failed_at", T_OBJECT_EX, offsetof(JobBase, first_failed_at), 0, NULL},
     {"fn", T_OBJECT_EX, offsetof(JobBase, fn), 0, NULL},
     {"id", T_OBJECT_EX, offsetof(JobBase, id), 0, NULL},
     {"kwargs", T_OBJECT_EX, offsetof(JobBase, kwargs), 0, NULL},

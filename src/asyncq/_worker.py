@@ -134,7 +134,13 @@ class Worker:
                         result = await job.fn(*job.args)
                     else:
                         result = await job.fn(*job.args, **job.kwargs)
-                except (Exception, asyncio.CancelledError) as error:
+                except Exception as error:
+                    self.job = None
+                    if self.flagged or task.cancelling():
+                        self.route(job, None, error)
+                    else:  # the job's own failure, nothing interrupted it (see route)
+                        core.fail(job, error)
+                except asyncio.CancelledError as error:
                     self.job = None
                     self.route(job, None, error)
                 except BaseException as error:
