@@ -8,8 +8,10 @@ importing it directly, so they run in both passes.
 
 from __future__ import annotations
 
+import copy
 import gc
 import importlib
+import pickle
 import os
 import types
 import weakref
@@ -46,8 +48,7 @@ def test_both_storages_have_the_same_fields() -> None:
     base = speedups().JobBase
     c_fields = {name for name, value in vars(base).items()
                 if isinstance(value, types.MemberDescriptorType)}
-    py_fields = set(_job._JobSlots.__slots__) - {"__weakref__"}
-    assert c_fields == py_fields
+    assert c_fields == set(_job._JobSlots.__slots__)
     assert base.__weakrefoffset__ != 0
 
 
@@ -165,3 +166,38 @@ def test_new_job_gives_an_empty_job_of_the_class_asked_for() -> None:
     del made
     gc.collect()
     assert alive() is None
+
+
+async def test_a_handle_cannot_be_pickled_or_copied_and_refuses_arguments() -> None:
+    async with asyncq.Pool(workers=1) as pool:
+        job = await pool.submit(hold, [])
+        for action in (copy.copy, copy.deepcopy, pickle.dumps):
+            with pytest.raises(TypeError, match="cannot be pickled or copied"):
+                action(job)
+        with pytest.raises(TypeError):
+            type(job)(1)
+        assert job.__weakref__ is None
+        alive = weakref.ref(job)
+        assert job.__weakref__ is alive
+        await job
+
+
+async def test_awaiting_by_hand_offers_the_generator_methods() -> None:
+    async def seven() -> int:
+        return 7
+
+    async with asyncq.Pool(workers=1) as pool:
+        job = await pool.submit(seven)
+        await job
+    step = job.__await__()
+    with pytest.raises(StopIteration) as stop:
+        step.send(None)
+    assert stop.value.value == 7
+    thrown = job.__await__()
+    with pytest.raises(KeyError):
+        thrown.throw(KeyError("k"))
+    closed = job.__await__()
+    closed.close()
+    with pytest.raises(StopIteration) as after_close:
+        next(closed)
+    assert after_close.value.value is None

@@ -13,7 +13,7 @@ import contextvars
 import enum
 import os
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Protocol, SupportsIndex, TypeVar
 
 from asyncq._errors import JobCancelled
 
@@ -207,6 +207,11 @@ class Job(_JobBase, Generic[T]):
         if state is SUCCEEDED:
             return self._outcome  # type: ignore[no-any-return]
         raise self._outcome
+
+    def __reduce_ex__(self, protocol: SupportsIndex) -> NoReturn:
+        # A handle belongs to a live pool (and its callers' futures): it cannot be pickled,
+        # and a copy would be a second handle on the same job. Refused alike by both storages.
+        raise TypeError(f"a {type(self).__name__} handle cannot be pickled or copied")
 
     def __repr__(self) -> str:
         name = getattr(self.fn, "__qualname__", repr(self.fn))

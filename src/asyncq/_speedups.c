@@ -29,29 +29,40 @@ typedef struct {
     PyObject *value; /* the result; NULL once handed out */
 } Ready;
 
+static int
+ready_traverse(Ready *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->value);
+    return 0;
+}
+
+static int
+ready_clear(Ready *self)
+{
+    Py_CLEAR(self->value);
+    return 0;
+}
+
 static void
 ready_dealloc(Ready *self)
 {
-    Py_XDECREF(self->value);
-    PyObject_Free(self);
+    PyObject_GC_UnTrack(self);
+    Py_CLEAR(self->value);
+    PyObject_GC_Del(self);
 }
 
-/* The path ``await`` takes (PyIter_Send): return the result without raising anything. */
+/* The path ``await`` takes on 3.11 (PyIter_Send): return the result without raising.  Once
+ * handed out, it returns None, as a finished generator does. */
 static PySendResult
 ready_send(Ready *self, PyObject *Py_UNUSED(arg), PyObject **result)
 {
     PyObject *value = self->value;
-    if (value == NULL) {
-        PyErr_SetString(PyExc_RuntimeError, "this awaitable of a job was already awaited");
-        *result = NULL;
-        return PYGEN_ERROR;
-    }
     self->value = NULL;
-    *result = value; /* the reference moves to the caller */
+    *result = value != NULL ? value : Py_NewRef(Py_None); /* the reference moves */
     return PYGEN_RETURN;
 }
 
-/* The path of a plain next(): StopIteration carrying the result, as a generator would. */
+/* The path of next() (and of ``await`` on 3.12+): StopIteration carrying the result. */
 static PyObject *
 ready_next(Ready *self)
 {
@@ -69,6 +80,51 @@ ready_next(Ready *self)
     return NULL;
 }
 
+/* send(), throw() and close(), so that code driving ``job.__await__()`` by hand finds the
+ * generator methods it would find on the pure-Python storage. */
+static PyObject *
+ready_send_method(Ready *self, PyObject *Py_UNUSED(arg))
+{
+    return ready_next(self);
+}
+
+static PyObject *
+ready_throw(Ready *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs < 1 || nargs > 3) {
+        PyErr_SetString(PyExc_TypeError, "throw() takes 1 to 3 arguments");
+        return NULL;
+    }
+    Py_CLEAR(self->value);
+    PyObject *typ = args[0];
+    PyObject *val = nargs > 1 ? args[1] : NULL;
+    if (PyExceptionInstance_Check(typ)) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    }
+    else if (PyExceptionClass_Check(typ)) {
+        PyErr_SetObject(typ, val != NULL ? val : Py_None);
+    }
+    else {
+        PyErr_SetString(PyExc_TypeError,
+                        "exceptions must be classes or instances deriving from BaseException");
+    }
+    return NULL;
+}
+
+static PyObject *
+ready_close(Ready *self, PyObject *Py_UNUSED(ignored))
+{
+    Py_CLEAR(self->value);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef ready_methods[] = {
+    {"send", (PyCFunction)ready_send_method, METH_O, NULL},
+    {"throw", (PyCFunction)(void (*)(void))ready_throw, METH_FASTCALL, NULL},
+    {"close", (PyCFunction)ready_close, METH_NOARGS, NULL},
+    {NULL},
+};
+
 static PyAsyncMethods ready_as_async = {
     .am_send = (sendfunc)ready_send,
 };
@@ -80,9 +136,12 @@ static PyTypeObject ReadyType = {
     .tp_basicsize = sizeof(Ready),
     .tp_dealloc = (destructor)ready_dealloc,
     .tp_as_async = &ready_as_async,
-    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_traverse = (traverseproc)ready_traverse,
+    .tp_clear = (inquiry)ready_clear,
     .tp_iter = PyObject_SelfIter,
     .tp_iternext = (iternextfunc)ready_next,
+    .tp_methods = ready_methods,
 };
 
 /* -- JobBase ----------------------------------------------------------------------------- */
@@ -178,12 +237,13 @@ job_dealloc(JobBase *self)
 static PyObject *
 job_await(JobBase *self)
 {
-    if (self->state == succeeded_state && self->outcome != NULL) {
-        Ready *ready = PyObject_New(Ready, &ReadyType);
+    if (succeeded_state != NULL && self->state == succeeded_state && self->outcome != NULL) {
+        Ready *ready = PyObject_GC_New(Ready, &ReadyType);
         if (ready == NULL) {
             return NULL;
         }
         ready->value = Py_NewRef(self->outcome);
+        PyObject_GC_Track(ready);
         return (PyObject *)ready;
     }
     return PyObject_CallMethod((PyObject *)self, "_wait", NULL);
@@ -193,7 +253,8 @@ static PyAsyncMethods job_as_async = {
     .am_await = (unaryfunc)job_await,
 };
 
-/* T_OBJECT_EX: reading an unset field raises AttributeError, as an unset slot does. */
+/* T_OBJECT_EX: reading an unset field raises AttributeError, as an unset slot does.
+ * ``state`` must only ever hold a member of asyncq.JobState (see job_traverse). */
 static PyMemberDef job_members[] = {
     {"_outcome", T_OBJECT_EX, offsetof(JobBase, outcome), 0, NULL},
     {"args", T_OBJECT_EX, offsetof(JobBase, args), 0, NULL},
@@ -205,6 +266,8 @@ static PyMemberDef job_members[] = {
     {"kwargs", T_OBJECT_EX, offsetof(JobBase, kwargs), 0, NULL},
     {"options", T_OBJECT_EX, offsetof(JobBase, options), 0, NULL},
     {"state", T_OBJECT_EX, offsetof(JobBase, state), 0, NULL},
+    /* what a slotted class shows: the first weak reference, or None */
+    {"__weakref__", T_OBJECT, offsetof(JobBase, weakreflist), READONLY, NULL},
     {NULL},
 };
 
@@ -220,7 +283,7 @@ static PyTypeObject JobBaseType = {
     .tp_clear = (inquiry)job_clear,
     .tp_weaklistoffset = offsetof(JobBase, weakreflist),
     .tp_members = job_members,
-    .tp_new = PyType_GenericNew,
+    /* tp_new is object's (set at import): like a slotted class, it refuses arguments */
 };
 
 /* -- module functions -------------------------------------------------------------------- */
@@ -286,6 +349,7 @@ static struct PyModuleDef speedups_module = {
 PyMODINIT_FUNC
 PyInit__speedups(void)
 {
+    JobBaseType.tp_new = PyBaseObject_Type.tp_new;
     if (PyType_Ready(&ReadyType) < 0 || PyType_Ready(&JobBaseType) < 0) {
         return NULL;
     }
