@@ -1,0 +1,243 @@
+"""Where a job's time goes: ``python -m benchmarks.profile phases|gc|instructions``.
+
+* ``phases``: asyncq and bare, noop jobs, ``maxsize=None``, W workers: submit every job,
+  then let the workers run them all, then await every handle, each phase timed on its own
+  with the garbage collector off; the minimum over ``--repeat`` runs, in µs per job.
+* ``gc``: the ordinary benchmark shape (``maxsize=1000``, every handle kept until the
+  end): time spent in the collector per job, measured with ``gc.callbacks``; the median
+  over ``--repeat`` runs.
+* ``instructions``: instructions per job under valgrind's callgrind, for asyncq and bare
+  (and asyncq on its pure-Python storage): the count of a run of ``3 x --jobs`` jobs minus
+  that of a run of ``--jobs`` jobs, divided by ``2 x --jobs``, so that start-up and imports
+  cancel out. Deterministic, unlike wall-clock time on a shared machine. Needs valgrind.
+
+asyncq is imported from this checkout's ``src/``.  Output is one line per measurement.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import logging
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable, Coroutine
+from pathlib import Path
+from time import perf_counter
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SRC = ROOT / "src"
+SYSTEMS = ("asyncq", "bare")
+WORKLOADS = ("noop", "sleep0")
+
+Job = Callable[[int], Awaitable[int]]
+
+
+async def noop(i: int) -> int:
+    return i
+
+
+async def sleep0(i: int) -> int:
+    await asyncio.sleep(0)
+    return i
+
+
+JOBS: dict[str, Job] = {"noop": noop, "sleep0": sleep0}
+
+
+# -- the two systems, with hooks between the phases ---------------------------------------
+async def asyncq_phases(fn: Job, n: int, workers: int, maxsize: int | None) -> list[float]:
+    """asyncq: [submit, run, await] seconds (``maxsize=None`` keeps them apart)."""
+    import asyncq
+
+    handles: list[Any] = [None] * n
+    async with asyncq.Pool(workers=workers, maxsize=maxsize) as pool:
+        submit = pool.submit
+        t0 = perf_counter()
+        for i in range(n):
+            handles[i] = await submit(fn, i)
+        t1 = perf_counter()
+        await handles[-1]  # FIFO: the last job ends last
+        t2 = perf_counter()
+        results = [await handle for handle in handles]
+        t3 = perf_counter()
+    check(results, n)
+    return [t1 - t0, t2 - t1, t3 - t2]
+
+
+async def bare_phases(fn: Job, n: int, workers: int, maxsize: int | None) -> list[float]:
+    """``asyncio.Queue`` + workers + a future per job: [submit, run, await] seconds."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue(maxsize or 0)
+
+    async def worker() -> None:
+        while True:
+            i, fut = await queue.get()
+            fut.set_result(await fn(i))
+
+    tasks = [loop.create_task(worker()) for _ in range(workers)]
+    await asyncio.sleep(0)
+    futures: list[asyncio.Future[int]] = []
+    t0 = perf_counter()
+    for i in range(n):
+        fut = loop.create_future()
+        futures.append(fut)
+        await queue.put((i, fut))
+    t1 = perf_counter()
+    await futures[-1]
+    t2 = perf_counter()
+    results = [await fut for fut in futures]
+    t3 = perf_counter()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    check(results, n)
+    return [t1 - t0, t2 - t1, t3 - t2]
+
+
+PHASES: dict[str, Callable[..., Coroutine[Any, Any, list[float]]]] = {
+    "asyncq": asyncq_phases, "bare": bare_phases,
+}
+
+
+def check(results: list[int], n: int) -> None:
+    if results != list(range(n)):
+        raise SystemExit("wrong or missing results: the measurement is void")
+
+
+def run(loop: str, coro: Coroutine[Any, Any, list[float]]) -> list[float]:
+    if loop == "uvloop":
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+# -- the three modes -------------------------------------------------------------------
+def phases(args: argparse.Namespace) -> None:
+    for loop in args.loops:
+        for system in args.systems:
+            best = [float("inf")] * 3
+            for _ in range(args.repeat):
+                gc.collect()
+                gc.disable()
+                try:
+                    times = run(loop, PHASES[system](noop, args.jobs, args.workers, None))
+                finally:
+                    gc.enable()
+                best = [min(b, t) for b, t in zip(best, times, strict=True)]
+            submit, work, wait = (t / args.jobs * 1e6 for t in best)
+            print(f"phases {system:7} {loop:8} W={args.workers}: submit {submit:.2f} µs, "
+                  f"worker {work:.2f} µs, await {wait:.3f} µs per job")
+
+
+def collector(args: argparse.Namespace) -> None:
+    spent = [0.0]
+    started = [0.0]
+
+    def timer(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = perf_counter()
+        else:
+            spent[0] += perf_counter() - started[0]
+
+    for loop in args.loops:
+        for system in args.systems:
+            per_job = []
+            for _ in range(args.repeat):
+                gc.collect()
+                spent[0] = 0.0
+                gc.callbacks.append(timer)
+                try:
+                    run(loop, PHASES[system](noop, args.jobs, args.workers, 1000))
+                finally:
+                    gc.callbacks.remove(timer)
+                per_job.append(spent[0] / args.jobs * 1e6)
+            print(f"gc     {system:7} {loop:8} W={args.workers}: "
+                  f"{statistics.median(per_job):.2f} µs per job in the collector "
+                  f"(median of {args.repeat}; {args.jobs:,} handles kept)")
+
+
+def instructions(args: argparse.Namespace) -> None:
+    if shutil.which("valgrind") is None:
+        raise SystemExit("instructions needs valgrind (e.g. apt install valgrind)")
+    variants = [(system, False) for system in args.systems]
+    if "asyncq" in args.systems:
+        variants.append(("asyncq", True))
+    for loop in args.loops:
+        for system, pure in variants:
+            counts = [callgrind(system, loop, args.workload, n, args.workers, pure)
+                      for n in (args.jobs, 3 * args.jobs)]
+            per_job = (counts[1] - counts[0]) / (2 * args.jobs)
+            label = system + (" (pure Python)" if pure else "")
+            print(f"instr  {label:21} {loop:8} {args.workload:6} W={args.workers}: "
+                  f"{per_job:,.0f} instructions per job")
+
+
+def callgrind(system: str, loop: str, workload: str, n: int, workers: int, pure: bool) -> int:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), str(ROOT)]))
+    env.pop("ASYNCQ_PURE_PYTHON", None)
+    if pure:
+        env["ASYNCQ_PURE_PYTHON"] = "1"
+    proc = subprocess.run(
+        ["valgrind", "--tool=callgrind", "--callgrind-out-file=/dev/null",
+         sys.executable, "-m", "benchmarks.profile", "one", "--system", system,
+         "--loop", loop, "--workload", workload, "--jobs", str(n), "--workers", str(workers)],
+        env=env, cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    found = re.search(r"Collected\s*:\s*(\d+)", proc.stderr)
+    if proc.returncode != 0 or found is None:
+        tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        raise SystemExit(f"callgrind run failed: {tail}")
+    return int(found.group(1))
+
+
+def one(args: argparse.Namespace) -> None:
+    """One plain run (what ``instructions`` counts): maxsize=1000, handles kept."""
+    run(args.loop, PHASES[args.system](JOBS[args.workload], args.jobs, args.workers, 1000))
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("mode", choices=("phases", "gc", "instructions", "one"))
+    ap.add_argument("--jobs", type=int, default=None,
+                    help="jobs per run (phases/gc: 200,000; instructions: 20,000)")
+    ap.add_argument("--workers", type=int, default=8)
+    ap.add_argument("--repeat", type=int, default=7)
+    ap.add_argument("--loops", default="asyncio,uvloop")
+    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--workload", choices=WORKLOADS, default="noop")
+    ap.add_argument("--system", choices=SYSTEMS, default="asyncq")  # mode "one"
+    ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")  # mode "one"
+    args = ap.parse_args(argv)
+    args.loops = [x for x in args.loops.split(",") if x]
+    args.systems = [x for x in args.systems.split(",") if x]
+    for name, allowed in (("--loops", ("asyncio", "uvloop")), ("--systems", SYSTEMS)):
+        bad = [x for x in getattr(args, name[2:]) if x not in allowed]
+        if bad or not getattr(args, name[2:]):
+            ap.error(f"{name} takes a comma-separated subset of {', '.join(allowed)}")
+    if args.jobs is None:
+        args.jobs = 20_000 if args.mode in ("instructions", "one") else 200_000
+    if args.jobs < 1 or args.workers < 1 or args.repeat < 1:
+        ap.error("--jobs, --workers and --repeat must be at least 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    sys.path.insert(0, str(SRC))
+    args = parse(argv)
+    {"phases": phases, "gc": collector, "instructions": instructions, "one": one}[args.mode](args)
+
+
+if __name__ == "__main__":
+    import structlog  # the pool's start/stop events would interleave with the figures
+
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING))
+    main()

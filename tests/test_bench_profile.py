@@ -1,0 +1,63 @@
+"""``python -m benchmarks.profile``: the per-job cost tool runs, checks and reports."""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from benchmarks import profile
+
+
+def test_phases_and_gc_report_per_job_figures(capsys: pytest.CaptureFixture[str]) -> None:
+    profile.main(["phases", "--jobs", "300", "--repeat", "1", "--loops", "asyncio,uvloop"])
+    profile.main(["gc", "--jobs", "300", "--repeat", "1", "--loops", "asyncio"])
+    lines = capsys.readouterr().out.splitlines()
+    phase_lines = [line for line in lines if line.startswith("phases")]
+    assert len(phase_lines) == 4  # two systems on two loops
+    for line in phase_lines:
+        figures = re.findall(r"(\d+\.\d+) µs", line)
+        assert len(figures) == 3, line
+        assert all(float(f) >= 0 for f in figures), line
+    gc_lines = [line for line in lines if line.startswith("gc ")]
+    assert [line.split()[1] for line in gc_lines] == ["asyncq", "bare"]
+
+
+def test_instructions_subtract_the_short_run_from_the_long_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A stand-in for valgrind that reports 1,000 instructions per job plus 7,000 of start-up:
+    # the tool must print 1,000 for every variant.
+    fake = tmp_path / "valgrind"
+    fake.write_text(
+        "#!/bin/sh\n"
+        'for a in "$@"; do case "$prev" in --jobs) n=$a;; esac; prev=$a; done\n'
+        'echo "==1== Collected : $((n * 1000 + 7000))" >&2\n'
+    )
+    fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    profile.main(["instructions", "--jobs", "50", "--loops", "asyncio"])
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 3  # asyncq, bare, asyncq on pure Python
+    assert all(line.endswith(": 1,000 instructions per job") for line in lines), lines
+
+
+def test_one_run_checks_its_results() -> None:
+    profile.main(["one", "--system", "asyncq", "--jobs", "100", "--workload", "sleep0"])
+    profile.main(["one", "--system", "bare", "--jobs", "100", "--loop", "uvloop"])
+
+
+@pytest.mark.parametrize("argv", [
+    ["phases", "--loops", "trio"],
+    ["phases", "--systems", "aiojobs"],
+    ["gc", "--jobs", "0"],
+    ["instructions", "--workers", "0"],
+])
+def test_bad_arguments_are_refused(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        profile.main(argv)
+    assert exit_.value.code == 2
+    assert "error:" in capsys.readouterr().err
