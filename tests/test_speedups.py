@@ -11,8 +11,8 @@ from __future__ import annotations
 import copy
 import gc
 import importlib
-import pickle
 import os
+import pickle
 import types
 import weakref
 from typing import Any
