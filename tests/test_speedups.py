@@ -13,8 +13,12 @@ import gc
 import importlib
 import os
 import pickle
+import shutil
+import subprocess
+import sys
 import types
 import weakref
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -46,10 +50,48 @@ def test_the_c_storage_is_used_unless_pure_python_is_asked_for() -> None:
 
 def test_both_storages_have_the_same_fields() -> None:
     base = speedups().JobBase
-    c_fields = {name for name, value in vars(base).items()
-                if isinstance(value, types.MemberDescriptorType)}
-    assert c_fields == set(_job._JobSlots.__slots__)
+    fields = set(_job._JobSlots.__slots__) - {"__weakref__"}
+    assert _job.storage_fields(base) == fields
+    assert _job.storage_fields(_job._JobSlots) == fields
     assert base.__weakrefoffset__ != 0
+
+
+def test_a_build_from_other_sources_is_not_used(tmp_path: Path) -> None:
+    # A stale build: a C module whose job lacks a field this code sets. Importing asyncq
+    # must warn and fall back to pure Python, not fail on the first retried job.
+    stale = tmp_path / "stale"
+    shutil.copytree(Path(_job.__file__).parent, stale / "asyncq",
+                    ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
+    source = (stale / "asyncq" / "_speedups.c").read_text()
+    (stale / "asyncq" / "_speedups.c").write_text(source.replace(
+        '{"first_failed_at", T_OBJECT_EX, offsetof(JobBase, first_failed_at), 0, NULL},', ""))
+    build = subprocess.run(
+        [sys.executable, "-c", BUILD_STALE, str(stale)],
+        capture_output=True, text=True, timeout=120, check=False)
+    assert build.returncode == 0, build.stderr
+    check = subprocess.run(
+        [sys.executable, "-W", "always", "-c",
+         "import asyncq._job as j; print(j.SPEEDUPS)"],
+        capture_output=True, text=True, timeout=60, check=False,
+        env={**os.environ, "PYTHONPATH": str(stale), "ASYNCQ_PURE_PYTHON": ""})
+    assert check.returncode == 0, check.stderr
+    assert check.stdout.strip() == "False"
+    assert "built from other sources" in check.stderr
+
+
+BUILD_STALE = """
+import sys
+from setuptools import Distribution, Extension
+from setuptools.command.build_ext import build_ext
+root = sys.argv[1]
+module = Extension("asyncq._speedups", [root + "/asyncq/_speedups.c"])
+dist = Distribution({"ext_modules": [module]})
+cmd = build_ext(dist)
+cmd.build_lib = root
+cmd.build_temp = root + "/build"
+cmd.ensure_finalized()
+cmd.run()
+"""
 
 
 async def test_a_finished_job_in_a_cycle_is_collected() -> None:

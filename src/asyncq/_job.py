@@ -12,6 +12,8 @@ import asyncio
 import contextvars
 import enum
 import os
+import types
+import warnings
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Protocol, SupportsIndex, TypeVar
 
@@ -107,6 +109,14 @@ class _JobSlots:
         return (yield from self._wait())  # type: ignore[attr-defined]
 
 
+def storage_fields(base: type) -> frozenset[str]:
+    """The names of the fields a job storage class declares (slots or C members)."""
+    return frozenset(
+        name for name, value in vars(base).items()
+        if isinstance(value, types.MemberDescriptorType) and name != "__weakref__"
+    )
+
+
 if TYPE_CHECKING or os.environ.get("ASYNCQ_PURE_PYTHON") == "1":
     _speedups = None
 else:
@@ -114,6 +124,16 @@ else:
         from asyncq import _speedups
     except ImportError:  # not built: installed without a C compiler
         _speedups = None
+    else:
+        if storage_fields(_speedups.JobBase) != storage_fields(_JobSlots):
+            # A build left over from other sources (a pull without reinstalling): its job
+            # would lack fields this code sets. Say so, and run correctly without it.
+            warnings.warn(
+                "asyncq._speedups was built from other sources than this asyncq "
+                "(reinstall to rebuild it: pip install -e .); using pure-Python job storage",
+                RuntimeWarning, stacklevel=2,
+            )
+            _speedups = None
 
 #: Whether job handles use the C storage of ``asyncq._speedups``.
 SPEEDUPS = _speedups is not None
