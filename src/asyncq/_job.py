@@ -159,7 +159,7 @@ class Job(_JobBase, Generic[T]):
     same object the job raised), or raises :class:`asyncq.JobCancelled` when it was
     cancelled. Awaiting with a timeout, or cancelling the awaiting task, never cancels the
     job; only :meth:`cancel` does. The handle may be dropped: the pool keeps the job alive
-    until it is terminal.
+    until it is terminal. It cannot be pickled or copied.
     """
 
     # The fields live in the base (``_speedups.JobBase`` or ``_JobSlots``); a subclass that
