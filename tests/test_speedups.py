@@ -243,3 +243,24 @@ async def test_awaiting_by_hand_offers_the_generator_methods() -> None:
     with pytest.raises(StopIteration) as after_close:
         next(closed)
     assert after_close.value.value is None
+
+
+def test_make_job_gives_a_waiting_job_with_every_field_set() -> None:
+    class Plain(_job.Job):  # type: ignore[type-arg]
+        __slots__ = ()
+
+    def fn() -> None:
+        pass
+
+    options = object()
+    made = _job.make_job(Plain, 7, fn, (1,), {}, options)
+    assert type(made) is Plain
+    assert (made.id, made.fn, made.args, made.kwargs, made.options) == (7, fn, (1,), {}, options)
+    assert made.state is asyncq.JobState.WAITING
+    assert made.attempts == 0
+    assert made._outcome is made.extra is made.first_failed_at is None
+    module = speedups()  # the C function's own checks, whichever storage Job uses
+    with pytest.raises(TypeError, match="6 arguments"):
+        module.make_job(module.JobBase, 7)
+    with pytest.raises(TypeError, match="subclass of JobBase"):
+        module.make_job(dict, 7, fn, (), {}, options)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, QueueFull, WrongLoop
-from asyncq._job import DELAYED, WAITING, Job, job_class_for, new_job
+from asyncq._job import DELAYED, Job, job_class_for, make_job
 from asyncq._options import JobOptions
 from asyncq._stats import SAMPLE_GAP_MAX, next_sample_mask
 from asyncq._validate import check_job_function
@@ -152,17 +152,8 @@ class Admission:
         self.seq = seq = self.seq + 1
         # An empty **kwargs dict is a fresh object each call; holding one per queued job
         # only feeds the garbage collector, so every such job shares one (never mutated).
-        # Jobs are made here only, slot by slot: cheaper than a class call with __init__.
-        job: Job[Any] = new_job(self.job_class)
-        job.id = seq
-        job.fn = fn
-        job.args = args
-        job.kwargs = kwargs or NO_KWARGS
-        job.options = options
-        job.state = WAITING
-        job.attempts = 0
-        job._outcome = None  # nobody awaits it yet
-        job.extra = job.first_failed_at = None
+        # Jobs are made here only, WAITING with every field set; no one awaits them yet.
+        job: Job[Any] = make_job(self.job_class, seq, fn, args, kwargs or NO_KWARGS, options)
         self.taken += 1
         if not seq & self.sample_mask or self.copy_context:
             extra = job.more()

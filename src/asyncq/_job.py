@@ -140,16 +140,31 @@ SPEEDUPS = _speedups is not None
 
 if TYPE_CHECKING or _speedups is None:
     _JobBase = _JobSlots
-    #: An empty instance of a job class, its fields unset (filled by ``Admission.admit``).
+    #: An empty instance of a job class, its fields unset.
     new_job: Callable[[type[Any]], Any] = object.__new__
+
+    def make_job(cls: type[Any], id: int, fn: Callable[..., Any], args: tuple[Any, ...],
+                 kwargs: dict[str, Any], options: Any) -> Any:
+        """A ``WAITING`` job of class ``cls`` with every field set (``Admission.admit``)."""
+        job = _new(cls)  # slot by slot: cheaper than a class call with __init__
+        job.id = id
+        job.fn = fn
+        job.args = args
+        job.kwargs = kwargs
+        job.options = options
+        job.state = WAITING
+        job.attempts = 0
+        job._outcome = job.extra = job.first_failed_at = None
+        return job
 
     def _adopt(cls: type) -> None:
         """Nothing to do for the pure-Python storage."""
 else:
     _JobBase = _speedups.JobBase
     new_job = _speedups.new_job
+    make_job = _speedups.make_job
     _adopt = _speedups.adopt
-    _speedups.set_succeeded(SUCCEEDED)
+    _speedups.set_states(WAITING, SUCCEEDED)
 
 
 class Job(_JobBase, Generic[T]):

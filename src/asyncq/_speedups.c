@@ -19,7 +19,8 @@
 #include <Python.h>
 #include <structmember.h>
 
-/* JobState.SUCCEEDED, handed over once by asyncq._job through set_succeeded(). */
+/* JobState.WAITING and JobState.SUCCEEDED, handed over once by asyncq._job (set_states). */
+static PyObject *waiting_state = NULL;
 static PyObject *succeeded_state = NULL;
 
 /* -- Ready: the iterator ``await job`` gets for a job that has already succeeded -------- */
@@ -299,6 +300,42 @@ new_job(PyObject *Py_UNUSED(module), PyObject *cls)
     return type->tp_alloc(type, 0);
 }
 
+/* make_job(cls, id, fn, args, kwargs, options): a WAITING job with every field set, as
+ * asyncq._job.make_job does in Python.  One call instead of ten attribute stores. */
+static PyObject *
+make_job(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 6) {
+        PyErr_Format(PyExc_TypeError, "make_job() takes 6 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *cls = args[0];
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &JobBaseType)) {
+        PyErr_Format(PyExc_TypeError, "make_job() needs a subclass of JobBase, got %R", cls);
+        return NULL;
+    }
+    if (waiting_state == NULL) {
+        PyErr_SetString(PyExc_RuntimeError, "make_job() before set_states()");
+        return NULL;
+    }
+    PyTypeObject *type = (PyTypeObject *)cls;
+    JobBase *job = (JobBase *)type->tp_alloc(type, 0);
+    if (job == NULL) {
+        return NULL;
+    }
+    job->id = Py_NewRef(args[1]);
+    job->fn = Py_NewRef(args[2]);
+    job->args = Py_NewRef(args[3]);
+    job->kwargs = Py_NewRef(args[4]);
+    job->options = Py_NewRef(args[5]);
+    job->state = Py_NewRef(waiting_state);
+    job->attempts = PyLong_FromLong(0); /* a cached small int: cannot fail */
+    job->outcome = Py_NewRef(Py_None);
+    job->extra = Py_NewRef(Py_None);
+    job->first_failed_at = Py_NewRef(Py_None);
+    return (PyObject *)job;
+}
+
 /* Give a Python subclass that adds no storage of its own the direct traverse above.  A
  * class made by a ``class`` statement is walked by CPython's generic subtype_traverse,
  * which first looks for slots along the class's bases; for a class whose instances are
@@ -325,16 +362,24 @@ adopt(PyObject *Py_UNUSED(module), PyObject *cls)
 }
 
 static PyObject *
-set_succeeded(PyObject *Py_UNUSED(module), PyObject *state)
+set_states(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    Py_XSETREF(succeeded_state, Py_NewRef(state));
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "set_states(waiting, succeeded)");
+        return NULL;
+    }
+    Py_XSETREF(waiting_state, Py_NewRef(args[0]));
+    Py_XSETREF(succeeded_state, Py_NewRef(args[1]));
     Py_RETURN_NONE;
 }
 
 static PyMethodDef module_methods[] = {
     {"new_job", new_job, METH_O, "new_job(cls): an empty instance of a JobBase subclass."},
     {"adopt", adopt, METH_O, "adopt(cls): walk cls's instances directly in the collector."},
-    {"set_succeeded", set_succeeded, METH_O, "set_succeeded(state): the SUCCEEDED member."},
+    {"make_job", (PyCFunction)(void (*)(void))make_job, METH_FASTCALL,
+     "make_job(cls, id, fn, args, kwargs, options): a WAITING job, every field set."},
+    {"set_states", (PyCFunction)(void (*)(void))set_states, METH_FASTCALL,
+     "set_states(waiting, succeeded): the JobState members the C code needs."},
     {NULL},
 };
 
