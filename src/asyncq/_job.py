@@ -140,8 +140,6 @@ SPEEDUPS = _speedups is not None
 
 if TYPE_CHECKING or _speedups is None:
     _JobBase = _JobSlots
-    #: An empty instance of a job class, its fields unset.
-    new_job: Callable[[type[Any]], Any] = object.__new__
 
     def make_job(cls: type[Any], id: int, fn: Callable[..., Any], args: tuple[Any, ...],
                  kwargs: dict[str, Any], options: Any) -> Any:
@@ -161,7 +159,6 @@ if TYPE_CHECKING or _speedups is None:
         """Nothing to do for the pure-Python storage."""
 else:
     _JobBase = _speedups.JobBase
-    new_job = _speedups.new_job
     make_job = _speedups.make_job
     _adopt = _speedups.adopt
     _speedups.set_states(WAITING, SUCCEEDED)

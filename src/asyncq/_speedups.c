@@ -289,17 +289,6 @@ static PyTypeObject JobBaseType = {
 
 /* -- module functions -------------------------------------------------------------------- */
 
-static PyObject *
-new_job(PyObject *Py_UNUSED(module), PyObject *cls)
-{
-    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &JobBaseType)) {
-        PyErr_Format(PyExc_TypeError, "new_job() needs a subclass of JobBase, got %R", cls);
-        return NULL;
-    }
-    PyTypeObject *type = (PyTypeObject *)cls;
-    return type->tp_alloc(type, 0);
-}
-
 /* make_job(cls, id, fn, args, kwargs, options): a WAITING job with every field set, as
  * asyncq._job.make_job does in Python.  One call instead of ten attribute stores. */
 static PyObject *
@@ -374,7 +363,6 @@ set_states(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 }
 
 static PyMethodDef module_methods[] = {
-    {"new_job", new_job, METH_O, "new_job(cls): an empty instance of a JobBase subclass."},
     {"adopt", adopt, METH_O, "adopt(cls): walk cls's instances directly in the collector."},
     {"make_job", (PyCFunction)(void (*)(void))make_job, METH_FASTCALL,
      "make_job(cls, id, fn, args, kwargs, options): a WAITING job, every field set."},
