@@ -4,9 +4,9 @@ A detached git worktree of REF is created under the system temporary directory
 (``asyncq-ref-XXXX``) and removed again with ``git worktree remove --force`` when the run
 ends, even after an error or Ctrl-C.  Children of the system ``asyncq@<short hash>`` get that
 worktree's ``src/`` on ``PYTHONPATH``; everything else (the benchmark code, the peers, the
-virtualenv) stays the current one, so only asyncq differs.  When the ref has a
-``setup.py`` (the optional C module ``asyncq._speedups``), it is built in place in the
-worktree first, so the ref is measured as it would be installed.
+virtualenv) stays the current one, so only asyncq differs.  When the ref has the
+optional C module ``asyncq._speedups``, it is compiled in place in the worktree first, so
+the ref is measured as it would be installed.
 """
 
 from __future__ import annotations
@@ -87,17 +87,38 @@ def ref_worktree(repo: Path, ref: str) -> Iterator[RefCheckout]:
 
 
 def build_extensions(path: Path, short: str) -> None:
-    """Build a worktree's C module in place (``setup.py build_ext --inplace``), if it has one.
+    """Build a worktree's C module in place, if it has one.
 
     A failed build is not fatal, just as for an install: that ref then runs on its
     pure-Python storage, which each record's ``asyncq_speedups`` field shows.
     """
-    if not (path / "setup.py").is_file():
+    if not (path / "src" / "asyncq" / "_speedups.c").is_file():
         return
-    proc = subprocess.run(
-        [sys.executable, "setup.py", "--quiet", "build_ext", "--inplace"],
-        cwd=path, capture_output=True, text=True, check=False,
-    )
-    if proc.returncode != 0:
-        tail = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
-        print(f"warning: {short}: C module not built ({tail})", file=sys.stderr)
+    problem = build_c_module(path / "src")
+    if problem is not None:
+        print(f"warning: {short}: C module not built ({problem})", file=sys.stderr)
+
+
+# Compiles one extension with setuptools' build_ext alone, so that it does not depend on
+# the ref's pyproject.toml being readable by the setuptools installed here.
+_BUILD = """
+import sys
+from setuptools import Distribution, Extension
+from setuptools.command.build_ext import build_ext
+src = sys.argv[1]
+module = Extension("asyncq._speedups", [src + "/asyncq/_speedups.c"])
+command = build_ext(Distribution({"ext_modules": [module]}))
+command.build_lib = src
+command.build_temp = src + "/../build/speedups"
+command.ensure_finalized()
+command.run()
+"""
+
+
+def build_c_module(src: Path) -> str | None:
+    """Compile ``src/asyncq/_speedups.c`` next to it; None, or what went wrong."""
+    proc = subprocess.run([sys.executable, "-c", _BUILD, str(src)],
+                          capture_output=True, text=True, check=False)
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
