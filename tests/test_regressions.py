@@ -328,3 +328,46 @@ async def test_workers_cancelled_before_their_first_step_still_resolve_every_job
     assert job.state is asyncq.JobState.CANCELLED
     assert_conserved(pool.stats())
     await asyncio.wait_for(pool.close(), 5)
+
+
+async def test_an_error_that_is_both_cancelled_and_exception_ends_the_job_cancelled() -> None:
+    """A job's CancelledError counts as a cancellation even when its class also derives
+    from Exception: it is not a failed attempt, so it is neither retried nor buried."""
+    class Both(asyncio.CancelledError, Exception):
+        pass
+
+    async def raises_both() -> None:
+        raise Both
+
+    async with asyncq.Pool(workers=1, retry=asyncq.Retry(attempts=3, delay=0.0)) as pool:
+        job = await pool.submit(raises_both)
+        with pytest.raises(asyncq.JobCancelled):
+            await job
+        assert job.attempts == 1
+        assert await (await pool.submit(ok)) == "ok"
+        stats = pool.stats()
+    assert (stats.cancelled, stats.failed, stats.dead) == (1, 0, 0)
+
+
+class _RaisingCheck(type):
+    def __instancecheck__(cls, instance: object) -> bool:
+        raise RuntimeError("instance check broke")
+
+
+class Unmatchable(Exception, metaclass=_RaisingCheck):
+    """An exception type whose isinstance() check raises."""
+
+
+async def test_a_retry_on_type_whose_check_raises_buries_the_job() -> None:
+    """retry_on types are checked with isinstance(), which user code can make raise: the
+    job is buried as not retryable and the worker carries on, as for a raising predicate."""
+    async def fails() -> None:
+        raise ValueError("boom")
+
+    retry = asyncq.Retry(attempts=3, delay=0.0, retry_on=(Unmatchable,))
+    async with asyncq.Pool(workers=1, retry=retry) as pool:
+        job = await pool.submit(fails)
+        with pytest.raises(ValueError, match="boom"):
+            await job
+        assert [letter.reason for letter in pool.dead_letters] == ["not_retryable"]
+        assert await (await pool.submit(ok)) == "ok"

@@ -219,12 +219,13 @@ class Core(Admission):
         delay: float | None = None
         if isinstance(error, RetryLater):
             retryable, delay = True, error.delay
-        elif type(policy) is Retry and type(retry_on := policy.retry_on) is tuple:
-            retryable = isinstance(error, retry_on)  # Retry.retryable, without the call
         else:
             try:
-                retryable = policy.retryable(error)
-            except Exception as exc:
+                if type(policy) is Retry and type(retry_on := policy.retry_on) is tuple:
+                    retryable = isinstance(error, retry_on)  # Retry.retryable, without a call
+                else:
+                    retryable = policy.retryable(error)
+            except Exception as exc:  # a predicate, or an __instancecheck__, that raised
                 self.log.error("job.retry_on_failed", job_id=job.id, error=safe_repr(exc))
                 retryable = False
         if not retryable:

@@ -134,15 +134,15 @@ class Worker:
                         result = await job.fn(*job.args)
                     else:
                         result = await job.fn(*job.args, **job.kwargs)
+                except asyncio.CancelledError as error:  # first: it may be an Exception too
+                    self.job = None
+                    self.route(job, None, error)
                 except Exception as error:
                     self.job = None
                     if self.flagged or task.cancelling():
                         self.route(job, None, error)
                     else:  # the job's own failure, nothing interrupted it (see route)
                         core.fail(job, error)
-                except asyncio.CancelledError as error:
-                    self.job = None
-                    self.route(job, None, error)
                 except BaseException as error:
                     self.job = None
                     self.route_fatal(job, error)
