@@ -44,7 +44,7 @@ class Admission:
         "balancing", "bounded", "checked", "clock", "delayed", "job_class", "loop", "maxsize",
         "open",
         "putters", "reserved", "sample_check", "sample_mask", "sampled_at", "seq", "taken",
-        "thread", "watch",
+        "thread", "thread_of", "watch",
     )
 
     # Owned by the core, used here (set in ``Core.__init__``).
@@ -68,6 +68,13 @@ class Admission:
         # the running loop is ``loop`` (one loop runs per thread at a time). Checking the
         # thread id and ``is_running()`` costs less than ``asyncio.get_running_loop()``.
         self.thread = threading.get_ident()
+        # asyncio's own loops keep the id of the thread running them (None when stopped):
+        # reading it is cheaper than calling their is_running(), a Python method. Other
+        # loops (uvloop's is_running() is C) are asked.
+        self.thread_of: Any = (
+            loop if isinstance(loop, asyncio.BaseEventLoop) and hasattr(loop, "_thread_id")
+            else None
+        )
         # An int either way: the submit fast path compares it with an int on every job.
         self.maxsize = sys.maxsize if maxsize is None else maxsize
         self.bounded = maxsize is not None

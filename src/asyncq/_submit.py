@@ -80,7 +80,8 @@ class Submitter:
         """
         core = self._owner._core
         if (core is not None and core.taken < core.maxsize and core.open
-                and get_ident() == core.thread and core.loop.is_running()):
+                and (get_ident() == core.thread_of._thread_id if core.thread_of is not None
+                     else get_ident() == core.thread and core.loop.is_running())):
             return core.admit(fn, args, kwargs, self._options)  # the fast path: room, no queue
         if core is None:
             raise not_started()
@@ -96,7 +97,8 @@ class Submitter:
         """Submit without waiting: raise ``asyncq.QueueFull`` when the pool is full."""
         core = self._owner._core
         if (core is not None and core.taken < core.maxsize and core.open
-                and get_ident() == core.thread and core.loop.is_running()):
+                and (get_ident() == core.thread_of._thread_id if core.thread_of is not None
+                     else get_ident() == core.thread and core.loop.is_running())):
             return core.admit(fn, args, kwargs, self._options)  # the fast path: room
         if core is None:
             raise not_started()
