@@ -128,13 +128,19 @@ async def test_await_on_a_succeeded_job_returns_the_result_every_time() -> None:
         assert await job is first
 
 
-async def test_awaiting_a_succeeded_job_by_hand_behaves_like_a_generator() -> None:
-    async def seven() -> int:
-        return 7
+async def finished_job(value: object) -> asyncq.Job[object]:
+    """A job that has succeeded with ``value`` (its pool already closed)."""
+    async def give() -> object:
+        return value
 
     async with asyncq.Pool(workers=1) as pool:
-        job = await pool.submit(seven)
+        job = await pool.submit(give)
         await job
+    return job
+
+
+async def test_awaiting_a_succeeded_job_by_hand_behaves_like_a_finished_generator() -> None:
+    job = await finished_job(7)
     step = job.__await__()
     with pytest.raises(StopIteration) as stop:
         next(step)
@@ -142,15 +148,23 @@ async def test_awaiting_a_succeeded_job_by_hand_behaves_like_a_generator() -> No
     with pytest.raises(StopIteration) as again:
         next(step)
     assert again.value.value is None
+    sent = job.__await__()
+    with pytest.raises(StopIteration) as by_send:
+        sent.send(None)
+    assert by_send.value.value == 7
+    thrown = job.__await__()
+    with pytest.raises(KeyError):
+        thrown.throw(KeyError("k"))
+    closed = job.__await__()
+    closed.close()
+    with pytest.raises(StopIteration) as after_close:
+        next(closed)
+    assert after_close.value.value is None
 
 
 async def test_a_tuple_result_comes_back_whole_through_next() -> None:
-    async def pair() -> tuple[int, int]:
-        return (1, 2)
-
-    async with asyncq.Pool(workers=1) as pool:
-        job = await pool.submit(pair)
-        assert await job == (1, 2)
+    job = await finished_job((1, 2))
+    assert await job == (1, 2)
     with pytest.raises(StopIteration) as stop:
         next(job.__await__())
     assert stop.value.value == (1, 2)
@@ -161,10 +175,12 @@ def test_the_c_helpers_reject_what_they_cannot_handle() -> None:
     with pytest.raises(TypeError, match="subclass of JobBase"):
         module.adopt(int)
 
-    class WithSlot(module.JobBase):  # type: ignore[misc,name-defined]
+    base: Any = module.JobBase
+
+    class WithSlot(base):
         __slots__ = ("more",)
 
-    class WithDel(module.JobBase):  # type: ignore[misc,name-defined]
+    class WithDel(base):
         __slots__ = ()
 
         def __del__(self) -> None:
@@ -178,7 +194,9 @@ def test_the_c_helpers_reject_what_they_cannot_handle() -> None:
 def test_an_adopted_class_is_walked_by_the_collector() -> None:
     module = speedups()
 
-    class Plain(module.JobBase):  # type: ignore[misc,name-defined]
+    base: Any = module.JobBase
+
+    class Plain(base):
         __slots__ = ()
 
     module.adopt(Plain)
@@ -206,29 +224,8 @@ async def test_a_handle_cannot_be_pickled_or_copied_and_refuses_arguments() -> N
         await job
 
 
-async def test_awaiting_by_hand_offers_the_generator_methods() -> None:
-    async def seven() -> int:
-        return 7
-
-    async with asyncq.Pool(workers=1) as pool:
-        job = await pool.submit(seven)
-        await job
-    step = job.__await__()
-    with pytest.raises(StopIteration) as stop:
-        step.send(None)
-    assert stop.value.value == 7
-    thrown = job.__await__()
-    with pytest.raises(KeyError):
-        thrown.throw(KeyError("k"))
-    closed = job.__await__()
-    closed.close()
-    with pytest.raises(StopIteration) as after_close:
-        next(closed)
-    assert after_close.value.value is None
-
-
 def test_make_job_gives_a_waiting_job_with_every_field_set() -> None:
-    class Plain(_job.Job):  # type: ignore[type-arg]
+    class Plain(_job.Job[Any]):
         __slots__ = ()
 
     def fn() -> None:
