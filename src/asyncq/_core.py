@@ -232,15 +232,11 @@ class Core(Admission):
             self.bury(job, error, "not_retryable")
         elif job.attempts >= policy.attempts:
             self.bury(job, error, "attempts_exhausted")
-        elif delay is not None:
-            self.schedule_retry(job, delay, error)
-        elif type(policy) is Retry and policy.delay == 0.0 and not self.debug:
-            self.retried += 1  # schedule_retry's path for no delay, without the calls
-            self.taken += 1
-            job.state = WAITING
-            self.enqueue(job)
         else:
-            self.schedule_retry(job, policy.backoff(job.attempts, self.rng), error)
+            if delay is None:  # Retry.backoff is 0.0 without a delay: skip the call then
+                delay = (0.0 if type(policy) is Retry and policy.delay == 0.0
+                         else policy.backoff(job.attempts, self.rng))
+            self.schedule_retry(job, delay, error)
 
     def schedule_retry(self, job: Job[Any], delay: float, error: BaseException) -> None:
         """Queue the next attempt: at once when there is no delay, else on the timer."""
