@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import random
 import weakref
 from typing import Any
 
 import pytest
 
 import asyncq
-from tests.conftest import LOOP_FACTORIES, Gate, assert_conserved, settle, until
+from tests.conftest import LOOP_FACTORIES, Flaky, Gate, assert_conserved, settle, until
 
 
 async def ok(value: object = "ok") -> object:
@@ -371,3 +372,59 @@ async def test_a_retry_on_type_whose_check_raises_buries_the_job() -> None:
             await job
         assert [letter.reason for letter in pool.dead_letters] == ["not_retryable"]
         assert await (await pool.submit(ok)) == "ok"
+
+
+
+@pytest.mark.parametrize("where", ["retry_on", "backoff"])
+async def test_cancel_from_the_routing_of_a_failed_attempt_cancels_the_job(where: str) -> None:
+    """A job cancelled from user code that runs while its failed attempt is routed (a
+    retry_on predicate, a Retry subclass's backoff) ends CANCELLED and is not retried: the
+    request wins, as it does while the attempt runs."""
+    routed: list[asyncq.Job[Any]] = []
+    answers: list[bool] = []
+
+    def cancels(error: BaseException) -> bool:
+        answers.append(routed[0].cancel())
+        return True
+
+    class CancelsInBackoff(asyncq.Retry):
+        def backoff(self, failed_attempts: int, rng: random.Random) -> float:
+            answers.append(routed[0].cancel())
+            return 0.0
+
+    retry = (asyncq.Retry(attempts=3, delay=0.0, retry_on=cancels) if where == "retry_on"
+             else CancelsInBackoff(attempts=3, delay=0.01))
+    flaky = Flaky(5)
+    async with asyncq.Pool(workers=1, retry=retry) as pool:
+        job = await pool.submit(flaky.run)
+        routed.append(job)
+        with pytest.raises(asyncq.JobCancelled):
+            await job
+        assert answers == [True]
+        assert job.state is asyncq.JobState.CANCELLED
+        assert (flaky.calls, job.attempts) == (1, 1)
+        stats = pool.stats()
+        assert (stats.failed, stats.retried, stats.cancelled, stats.dead) == (1, 0, 1, 0)
+        assert_conserved(stats)
+        assert await (await pool.submit(ok)) == "ok"
+
+
+@pytest.mark.parametrize("give", [RuntimeError("no"), float("nan"), -1.0, "1", None, True])
+async def test_a_backoff_that_raises_or_gives_no_delay_buries_the_job(give: Any) -> None:
+    """A Retry subclass's backoff that raises, or returns something that is not a finite
+    number of seconds >= 0, sends the job to the dead letters as "backoff_failed"; the
+    worker carries on and every handle resolves."""
+    class BadBackoff(asyncq.Retry):
+        def backoff(self, failed_attempts: int, rng: random.Random) -> Any:
+            if isinstance(give, BaseException):
+                raise give
+            return give
+
+    async with asyncq.Pool(workers=1, retry=BadBackoff(attempts=3, delay=0.01)) as pool:
+        job = await pool.submit(Flaky(1).run)
+        with pytest.raises(ConnectionError):
+            await job
+        assert [letter.reason for letter in pool.dead_letters] == ["backoff_failed"]
+        assert job.attempts == 1
+        assert await (await pool.submit(ok)) == "ok"
+        assert_conserved(pool.stats())

@@ -10,6 +10,7 @@ holds between any two steps of the event loop.
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from collections import deque
@@ -229,14 +230,38 @@ class Core(Admission):
                 self.log.error("job.retry_on_failed", job_id=job.id, error=safe_repr(exc))
                 retryable = False
         if not retryable:
-            self.bury(job, error, "not_retryable")
+            reason: str | None = "not_retryable"
         elif job.attempts >= policy.attempts:
-            self.bury(job, error, "attempts_exhausted")
+            reason = "attempts_exhausted"
         else:
+            reason = None
             if delay is None:  # Retry.backoff is 0.0 without a delay: skip the call then
                 delay = (0.0 if type(policy) is Retry and policy.delay == 0.0
-                         else policy.backoff(job.attempts, self.rng))
+                         else self.backoff(job, policy))
+                if delay is None:
+                    reason = "backoff_failed"
+        extra = job.extra  # again: the predicate or backoff may have called job.cancel()
+        if extra is not None and extra.cancel_requested:
+            self.settle_cancelled(job, "cancelled")  # a cancel request wins, as in route()
+        elif reason is not None:
+            self.bury(job, error, reason)
+        else:
+            assert delay is not None
             self.schedule_retry(job, delay, error)
+
+    def backoff(self, job: Job[Any], policy: Retry) -> float | None:
+        """The wait before the job's next attempt, or ``None`` (with an error event) when
+        a ``Retry`` subclass's ``backoff`` raised or gave no finite number of seconds >= 0."""
+        try:
+            delay = policy.backoff(job.attempts, self.rng)
+            if (isinstance(delay, int | float) and not isinstance(delay, bool)
+                    and math.isfinite(delay) and delay >= 0):
+                return float(delay)
+            problem = f"backoff returned {safe_repr(delay)}, not a finite number >= 0"
+        except Exception as exc:
+            problem = f"backoff raised {safe_repr(exc)}"
+        self.log.error("job.retry_backoff_failed", job_id=job.id, error=problem)
+        return None
 
     def schedule_retry(self, job: Job[Any], delay: float, error: BaseException) -> None:
         """Queue the next attempt: at once when there is no delay, else on the timer."""
@@ -307,6 +332,10 @@ class Core(Admission):
             for worker in self.workers:
                 if worker.job is job:
                     worker.cancel_attempt(job)
+                    break
+            else:  # the attempt has ended and is being routed (a retry_on predicate or a
+                # backoff, user code, runs then): the routing sees the request
+                job.more().cancel_requested = True
             return True
         else:
             return False

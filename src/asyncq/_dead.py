@@ -24,7 +24,9 @@ class DeadLetter:
     """A job that finally failed, with everything needed to inspect and replay it.
 
     ``reason`` is ``"attempts_exhausted"`` (the error was retryable but no attempt was
-    left) or ``"not_retryable"`` (``retry_on`` refused the error). ``error`` is the final
+    left), ``"not_retryable"`` (``retry_on`` refused the error), ``"backoff_failed"`` (a
+    ``Retry`` subclass's ``backoff`` raised or gave no usable delay) or ``"fatal"`` (the job
+    raised ``KeyboardInterrupt`` or ``SystemExit``). ``error`` is the final
     exception object and ``traceback`` its formatted traceback. Times are UTC.
     """
 

@@ -3,19 +3,21 @@
 Events have stable, namespaced, past-tense names and carry ``job_id``, ``fn`` and
 ``attempt``:
 
-=========================  =======  ==================================================
-event                      level    when
-=========================  =======  ==================================================
-``pool.started``           info     workers started
-``pool.closing``           info     ``close()`` began (``drain``, ``timeout``)
-``pool.closed``            info     every job is terminal and the workers have stopped
-``job.started``            debug    an attempt began
-``job.succeeded``          debug    the job returned
-``job.retry_scheduled``    debug    an attempt failed and another is on the timer
-``job.cancelled``          debug    the job ended cancelled
-``job.dead``               warning  the job went to the dead letters
-``dead_letter.hook_failed`` error   the ``on_dead`` callback or the file sink raised
-=========================  =======  ==================================================
+============================  =======  ===================================================
+event                         level    when
+============================  =======  ===================================================
+``pool.started``              info     workers started
+``pool.closing``              info     ``close()`` began (``drain``, ``timeout``)
+``pool.closed``               info     every job is terminal and the workers have stopped
+``job.started``               debug    an attempt began
+``job.succeeded``             debug    the job returned
+``job.retry_scheduled``       debug    an attempt failed and another is on the timer
+``job.cancelled``             debug    the job ended cancelled
+``job.dead``                  warning  the job went to the dead letters
+``job.retry_on_failed``       error    a ``retry_on`` check raised: the job is not retried
+``job.retry_backoff_failed``  error    a ``Retry`` subclass's ``backoff`` failed
+``dead_letter.hook_failed``   error    the ``on_dead`` callback or the file sink raised
+============================  =======  ===================================================
 
 Per-job debug events are decided once, when the pool starts: if the logger does not have
 debug enabled, the hot path pays one boolean test. When structlog has not been configured
