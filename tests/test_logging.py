@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import Iterator
 from typing import Any
 
@@ -110,6 +111,72 @@ async def test_job_dead_event_carries_job_fn_attempt_and_reason() -> None:
     assert "down 1" in dead[exhausted.id]["error"]
     assert dead[refused.id]["attempt"] == 1
     assert dead[refused.id]["reason"] == "not_retryable"
+
+
+async def test_failed_retry_decisions_log_an_error_each() -> None:
+    """A retry_on predicate that raises and a Retry subclass's backoff that raises each log
+    an error event naming the job and what went wrong; both jobs go to the dead letters."""
+    def raises(error: BaseException) -> bool:
+        raise KeyError("predicate broke")
+
+    class BrokenBackoff(asyncq.Retry):
+        def backoff(self, failed_attempts: int, rng: random.Random) -> float:
+            raise KeyError("backoff broke")
+
+    with capture_logs() as entries:
+        async with asyncq.Pool(workers=1) as pool:
+            by_predicate = await pool.options(retry=asyncq.Retry(retry_on=raises)) \
+                .submit(always_fails, 1)
+            by_backoff = await pool.options(retry=BrokenBackoff(delay=0.01)) \
+                .submit(always_fails, 2)
+            await asyncio.gather(by_predicate, by_backoff, return_exceptions=True)
+            assert [letter.reason for letter in pool.dead_letters] == [
+                "not_retryable", "backoff_failed"]
+    (predicate,) = events(entries, "job.retry_on_failed")
+    (backoff,) = events(entries, "job.retry_backoff_failed")
+    assert (predicate["job_id"], predicate["log_level"]) == (by_predicate.id, "error")
+    assert "predicate broke" in predicate["error"]
+    assert (backoff["job_id"], backoff["log_level"]) == (by_backoff.id, "error")
+    assert "backoff raised" in backoff["error"]
+    assert "backoff broke" in backoff["error"]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.01])
+async def test_cancel_from_the_retry_event_cancels_the_scheduled_retry(delay: float) -> None:
+    """The ``job.retry_scheduled`` event renders the error with its own ``__repr__``, user
+    code that may cancel the job. The retry is queued (or on its timer) by then, so the
+    cancel takes effect there: the job ends CANCELLED and never runs again."""
+    configure_level(logging.DEBUG)
+    routed: list[asyncq.Job[Any]] = []
+    answers: list[bool] = []
+
+    class CancelsWhenShown(ConnectionError):
+        def __repr__(self) -> str:
+            if routed and not answers:
+                answers.append(routed[0].cancel())
+            return "CancelsWhenShown()"
+
+    calls: list[int] = []
+
+    async def fails_once() -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise CancelsWhenShown
+        return "ran again"
+
+    retry = asyncq.Retry(attempts=3, delay=delay, jitter=False)
+    with capture_logs():
+        async with asyncq.Pool(workers=1, retry=retry) as pool:
+            job = await pool.submit(fails_once)
+            routed.append(job)
+            with pytest.raises(asyncq.JobCancelled):
+                await job
+            await asyncio.sleep(2 * delay)  # a retry left on the timer would have run now
+            stats = pool.stats()
+    assert answers == [True]
+    assert calls == [1]
+    assert job.state is asyncq.JobState.CANCELLED
+    assert (stats.retried, stats.cancelled, stats.succeeded) == (1, 1, 0)
 
 
 async def test_per_job_debug_events_when_debug_is_enabled(gate: Gate) -> None:

@@ -409,6 +409,35 @@ async def test_cancel_from_the_routing_of_a_failed_attempt_cancels_the_job(where
         assert await (await pool.submit(ok)) == "ok"
 
 
+async def test_cancel_while_a_dead_letter_is_written_finds_the_job_dead() -> None:
+    """The dead letter renders the job's error (its ``__str__``, user code) after the job
+    has ended DEAD: a ``cancel()`` from there returns False, as for any finished job,
+    instead of True for a cancel that could not happen."""
+    routed: list[asyncq.Job[Any]] = []
+    answers: list[bool] = []
+
+    class CancelsWhenRendered(ValueError):
+        def __str__(self) -> str:
+            if routed and not answers:
+                answers.append(routed[0].cancel())
+            return "rendered"
+
+    async def fails() -> None:
+        raise CancelsWhenRendered
+
+    async with asyncq.Pool(workers=1, retry=None) as pool:
+        job = await pool.submit(fails)
+        routed.append(job)
+        with pytest.raises(CancelsWhenRendered):
+            await job
+        assert answers == [False]
+        assert job.state is asyncq.JobState.DEAD
+        (letter,) = pool.dead_letters
+        assert "rendered" in letter.traceback
+        assert (letter.args, letter.kwargs) == ((), {})
+        assert_conserved(pool.stats())
+
+
 @pytest.mark.parametrize("give", [RuntimeError("no"), float("nan"), -1.0, "1", None, True])
 async def test_a_backoff_that_raises_or_gives_no_delay_buries_the_job(give: Any) -> None:
     """A Retry subclass's backoff that raises, or returns something that is not a finite
@@ -426,5 +455,7 @@ async def test_a_backoff_that_raises_or_gives_no_delay_buries_the_job(give: Any)
             await job
         assert [letter.reason for letter in pool.dead_letters] == ["backoff_failed"]
         assert job.attempts == 1
+        stats = pool.stats()
+        assert (stats.failed, stats.retried, stats.dead) == (1, 0, 1)
         assert await (await pool.submit(ok)) == "ok"
         assert_conserved(pool.stats())

@@ -266,10 +266,8 @@ class Core(Admission):
     def schedule_retry(self, job: Job[Any], delay: float, error: BaseException) -> None:
         """Queue the next attempt: at once when there is no delay, else on the timer."""
         self.retried += 1
-        if self.debug:
-            self.log.debug("job.retry_scheduled", job_id=job.id, fn=qualified_name(job.fn),
-                           attempt=job.attempts, delay=delay, error=safe_repr(error))
         self.taken += 1
+        attempt = job.attempts
         # RUNNING -> DELAYED / WAITING are legal by construction: the worker owns the job.
         if delay:
             job.state = DELAYED
@@ -278,11 +276,16 @@ class Core(Admission):
         else:
             job.state = WAITING
             self.enqueue(job)
+        if self.debug:  # last: the error's repr is user code, and may cancel the job
+            self.log.debug("job.retry_scheduled", job_id=job.id, fn=qualified_name(job.fn),
+                           attempt=attempt, delay=delay, error=safe_repr(error))
 
     def bury(self, job: Job[Any], error: BaseException, reason: str) -> None:
         """Move a job to the dead letters, tell the hooks, resolve its handle."""
-        letter = DeadLetter.of(job, error, reason)
+        args, kwargs = job.args, job.kwargs  # settle() lets go of them
+        # Settled first: the letter renders the error, user code that may call cancel().
         job.settle(DEAD, None, error)
+        letter = DeadLetter.of(job, args, kwargs, error, reason)
         self.dead += 1
         self.log.warning("job.dead", job_id=job.id, fn=qualified_name(letter.fn),
                          attempt=job.attempts, reason=reason, error=safe_repr(error))

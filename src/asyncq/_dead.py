@@ -43,12 +43,13 @@ class DeadLetter:
     options: Any = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def of(cls, job: Job[Any], error: BaseException, reason: str) -> DeadLetter:
-        """The letter for a job that dies now with ``error``."""
+    def of(cls, job: Job[Any], args: tuple[Any, ...], kwargs: dict[str, Any],
+           error: BaseException, reason: str) -> DeadLetter:
+        """The letter for a job that dies now with ``error``, called with its arguments."""
         now = time.time()
         first = job.first_failed_at
         return cls(
-            job_id=job.id, fn=job.fn, args=job.args, kwargs=dict(job.kwargs),
+            job_id=job.id, fn=job.fn, args=args, kwargs=dict(kwargs),
             attempts=job.attempts,
             error=error, traceback=format_error(error),
             first_failed_at=datetime.fromtimestamp(now if first is None else first, UTC),
