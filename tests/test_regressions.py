@@ -459,3 +459,30 @@ async def test_a_backoff_that_raises_or_gives_no_delay_buries_the_job(give: Any)
         assert (stats.failed, stats.retried, stats.dead) == (1, 0, 1)
         assert await (await pool.submit(ok)) == "ok"
         assert_conserved(pool.stats())
+
+
+async def test_stats_read_while_a_failed_attempt_is_routed_stay_whole() -> None:
+    """A retry_on predicate and a backoff are user code that may read ``stats()`` while the
+    failed job is between its attempt and its next state: it still counts as running, so
+    the conservation identity holds there too."""
+    seen: list[Any] = []
+    pool_ref: list[asyncq.Pool] = []
+
+    def look(error: BaseException) -> bool:
+        seen.append(pool_ref[0].stats())
+        return True
+
+    class Looking(asyncq.Retry):
+        def backoff(self, failed_attempts: int, rng: random.Random) -> float:
+            seen.append(pool_ref[0].stats())
+            return 0.0
+
+    async with asyncq.Pool(workers=2, retry=Looking(attempts=2, delay=0.01, retry_on=look)
+                           ) as pool:
+        pool_ref.append(pool)
+        job = await pool.submit(Flaky(1).run)
+        assert await job == "ok"
+    assert len(seen) == 2
+    for stats in seen:
+        assert (stats.running, stats.failed) == (1, 1)
+        assert_conserved(stats)

@@ -45,7 +45,7 @@ class Core(Admission):
     __slots__ = (
         "balancer", "cancelled", "copy_context", "dead", "dead_letters", "debug", "draining",
         "ended", "failed", "fatal", "handing_on", "idle", "log", "plain_ok", "ready",
-        "retried", "rng", "run_samples", "stale", "stopping", "succeeded", "timers",
+        "retried", "rng", "routing", "run_samples", "stale", "stopping", "succeeded", "timers",
         "wait_samples", "workers",
     )
 
@@ -94,6 +94,7 @@ class Core(Admission):
         # counters (``submitted`` is ``seq``) and the one gauge not read off an owner
         self.succeeded = self.failed = self.retried = self.dead = self.cancelled = 0
         self.delayed = 0
+        self.routing = 0  # failed attempts whose retry decision is running user code
 
     @property
     def submitted(self) -> int:
@@ -107,8 +108,9 @@ class Core(Admission):
 
     @property
     def running(self) -> int:
-        """Jobs whose attempt is running on a worker."""
-        return sum(1 for worker in self.workers if worker.job is not None)
+        """Jobs whose attempt is running on a worker (or whose failed attempt is being
+        routed: ``retry_on`` and ``backoff`` are user code, which may read ``stats()``)."""
+        return sum(1 for worker in self.workers if worker.job is not None) + self.routing
 
     # -- workers ------------------------------------------------------------------------
     async def park(self, worker: Any) -> bool:
@@ -218,28 +220,32 @@ class Core(Admission):
             job.first_failed_at = time.time()
         policy = job.options.retry
         delay: float | None = None
-        if isinstance(error, RetryLater):
-            retryable, delay = True, error.delay
-        else:
-            try:
-                if type(policy) is Retry and type(retry_on := policy.retry_on) is tuple:
-                    retryable = isinstance(error, retry_on)  # Retry.retryable, without a call
-                else:
-                    retryable = policy.retryable(error)
-            except Exception as exc:  # a predicate, or an __instancecheck__, that raised
-                self.log.error("job.retry_on_failed", job_id=job.id, error=safe_repr(exc))
-                retryable = False
-        if not retryable:
-            reason: str | None = "not_retryable"
-        elif job.attempts >= policy.attempts:
-            reason = "attempts_exhausted"
-        else:
-            reason = None
-            if delay is None:  # Retry.backoff is 0.0 without a delay: skip the call then
-                delay = (0.0 if type(policy) is Retry and policy.delay == 0.0
-                         else self.backoff(job, policy))
-                if delay is None:
-                    reason = "backoff_failed"
+        self.routing += 1  # still counted while user code below runs
+        try:
+            if isinstance(error, RetryLater):
+                retryable, delay = True, error.delay
+            else:
+                try:
+                    if type(policy) is Retry and type(retry_on := policy.retry_on) is tuple:
+                        retryable = isinstance(error, retry_on)  # Retry.retryable, no call
+                    else:
+                        retryable = policy.retryable(error)
+                except Exception as exc:  # a predicate, or an __instancecheck__, that raised
+                    self.log.error("job.retry_on_failed", job_id=job.id, error=safe_repr(exc))
+                    retryable = False
+            if not retryable:
+                reason: str | None = "not_retryable"
+            elif job.attempts >= policy.attempts:
+                reason = "attempts_exhausted"
+            else:
+                reason = None
+                if delay is None:  # Retry.backoff is 0.0 without a delay: skip the call then
+                    delay = (0.0 if type(policy) is Retry and policy.delay == 0.0
+                             else self.backoff(job, policy))
+                    if delay is None:
+                        reason = "backoff_failed"
+        finally:
+            self.routing -= 1
         extra = job.extra  # again: the predicate or backoff may have called job.cancel()
         if extra is not None and extra.cancel_requested:
             self.settle_cancelled(job, "cancelled")  # a cancel request wins, as in route()
