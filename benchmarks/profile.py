@@ -10,6 +10,8 @@
   (and asyncq on its pure-Python storage): the count of a run of ``3 x --jobs`` jobs minus
   that of a run of ``--jobs`` jobs, divided by ``2 x --jobs``, so that start-up and imports
   cancel out. Deterministic, unlike wall-clock time on a shared machine. Needs valgrind.
+  ``--workload`` is ``noop``, ``sleep0`` or ``retry`` (each job fails once: asyncq retries
+  it through the pool, bare inside the job, as in the runner's workload of that name).
 
 asyncq is imported from this checkout's ``src/``.  Output is one line per measurement.
 """
@@ -34,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 SYSTEMS = ("asyncq", "bare")
-WORKLOADS = ("noop", "sleep0")
+WORKLOADS = ("noop", "sleep0", "retry")
 
 Job = Callable[[int], Awaitable[int]]
 
@@ -51,13 +53,30 @@ async def sleep0(i: int) -> int:
 JOBS: dict[str, Job] = {"noop": noop, "sleep0": sleep0}
 
 
+def job_for(workload: str, system: str, n: int) -> tuple[Job, int]:
+    """The job function of ``workload`` for ``system``, and asyncq's attempts per job.
+
+    ``retry`` is the runner's workload: every job raises once, then succeeds. asyncq
+    retries it with its own ``Retry(attempts=2, delay=0)``; bare retries inside the job.
+    """
+    if workload == "retry":
+        from .workloads import make_jobset
+
+        jobs = make_jobset("retry", n)
+        return (jobs.native, jobs.retry_attempts) if system == "asyncq" else (jobs.emulated, 1)
+    return JOBS[workload], 1
+
+
 # -- the two systems, with hooks between the phases ---------------------------------------
-async def asyncq_phases(fn: Job, n: int, workers: int, maxsize: int | None) -> list[float]:
-    """asyncq: [submit, run, await] seconds (``maxsize=None`` keeps them apart)."""
+async def asyncq_phases(fn: Job, n: int, workers: int, maxsize: int | None,
+                        attempts: int = 1) -> list[float]:
+    """asyncq: [submit, run, await] seconds (``maxsize=None`` keeps them apart); with
+    ``attempts`` > 1, failed attempts are retried at once, up to that many in all."""
     import asyncq
 
     handles: list[Any] = [None] * n
-    async with asyncq.Pool(workers=workers, maxsize=maxsize) as pool:
+    retry = asyncq.Retry(attempts=attempts, delay=0.0, jitter=False) if attempts > 1 else None
+    async with asyncq.Pool(workers=workers, maxsize=maxsize, retry=retry) as pool:
         submit = pool.submit
         t0 = perf_counter()
         for i in range(n):
@@ -71,7 +90,8 @@ async def asyncq_phases(fn: Job, n: int, workers: int, maxsize: int | None) -> l
     return [t1 - t0, t2 - t1, t3 - t2]
 
 
-async def bare_phases(fn: Job, n: int, workers: int, maxsize: int | None) -> list[float]:
+async def bare_phases(fn: Job, n: int, workers: int, maxsize: int | None,
+                      attempts: int = 1) -> list[float]:
     """``asyncio.Queue`` + workers + a future per job: [submit, run, await] seconds."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue(maxsize or 0)
@@ -200,7 +220,8 @@ def callgrind(system: str, loop: str, workload: str, n: int, workers: int, pure:
 
 def one(args: argparse.Namespace) -> None:
     """One plain run (what ``instructions`` counts): maxsize=1000, handles kept."""
-    run(args.loop, PHASES[args.system](JOBS[args.workload], args.jobs, args.workers, 1000))
+    fn, attempts = job_for(args.workload, args.system, args.jobs)
+    run(args.loop, PHASES[args.system](fn, args.jobs, args.workers, 1000, attempts))
 
 
 def parse(argv: list[str] | None) -> argparse.Namespace:

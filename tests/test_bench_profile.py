@@ -50,6 +50,31 @@ def test_one_run_checks_its_results() -> None:
     profile.main(["one", "--system", "bare", "--jobs", "100", "--loop", "uvloop"])
 
 
+@pytest.mark.parametrize("system", ["asyncq", "bare"])
+def test_one_retry_run_fails_every_job_once(system: str,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The retry workload: each job's first attempt raises; every result still comes back
+    (the run checks them), so each system retried each job exactly once."""
+    calls: list[int] = []
+    real = profile.job_for
+
+    def counting(workload: str, system: str, n: int) -> tuple[profile.Job, int]:
+        fn, attempts = real(workload, system, n)
+
+        async def counted(i: int) -> int:
+            calls.append(i)
+            return await fn(i)
+
+        return counted, attempts
+
+    monkeypatch.setattr(profile, "job_for", counting)
+    profile.main(["one", "--system", system, "--jobs", "200", "--workload", "retry"])
+    if system == "asyncq":  # two attempts per job, each a call of the job function
+        assert sorted(calls) == sorted(list(range(200)) * 2)
+    else:  # the retry loop is inside the job: one call each
+        assert sorted(calls) == list(range(200))
+
+
 @pytest.mark.parametrize("argv", [
     ["phases", "--loops", "trio"],
     ["phases", "--systems", "aiojobs"],
