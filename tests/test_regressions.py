@@ -486,3 +486,27 @@ async def test_stats_read_while_a_failed_attempt_is_routed_stay_whole() -> None:
     for stats in seen:
         assert (stats.running, stats.failed) == (1, 1)
         assert_conserved(stats)
+
+
+async def test_stats_read_while_a_dead_letter_is_written_stay_whole() -> None:
+    """The dead letter renders the error (its ``__str__``, user code) after the job has
+    ended DEAD, and the dead count already includes it: stats() from there add up."""
+    seen: list[Any] = []
+    pool_ref: list[asyncq.Pool] = []
+
+    class LooksWhenRendered(ValueError):
+        def __str__(self) -> str:
+            if pool_ref and not seen:
+                seen.append(pool_ref[0].stats())
+            return "rendered"
+
+    async def fails() -> None:
+        raise LooksWhenRendered
+
+    async with asyncq.Pool(workers=1, retry=None) as pool:
+        pool_ref.append(pool)
+        with pytest.raises(LooksWhenRendered):
+            await (await pool.submit(fails))
+    (stats,) = seen
+    assert (stats.dead, stats.running) == (1, 0)
+    assert_conserved(stats)

@@ -291,8 +291,8 @@ class Core(Admission):
         args, kwargs = job.args, job.kwargs  # settle() lets go of them
         # Settled first: the letter renders the error, user code that may call cancel().
         job.settle(DEAD, None, error)
+        self.dead += 1  # counted at once: stats() from that user code stays whole
         letter = DeadLetter.of(job, args, kwargs, error, reason)
-        self.dead += 1
         self.log.warning("job.dead", job_id=job.id, fn=qualified_name(letter.fn),
                          attempt=job.attempts, reason=reason, error=safe_repr(error))
         self.dead_letters.add(letter, self.log)
