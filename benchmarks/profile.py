@@ -92,7 +92,9 @@ async def asyncq_phases(fn: Job, n: int, workers: int, maxsize: int | None,
 
 async def bare_phases(fn: Job, n: int, workers: int, maxsize: int | None,
                       attempts: int = 1) -> list[float]:
-    """``asyncio.Queue`` + workers + a future per job: [submit, run, await] seconds."""
+    """``asyncio.Queue`` + workers + a future per job: [submit, run, await] seconds.
+
+    ``attempts`` is there for the shared call only: bare retries inside the job function."""
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[tuple[int, asyncio.Future[int]]] = asyncio.Queue(maxsize or 0)
 

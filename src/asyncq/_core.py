@@ -246,8 +246,7 @@ class Core(Admission):
                         reason = "backoff_failed"
         finally:
             self.routing -= 1
-        extra = job.extra  # again: the predicate or backoff may have called job.cancel()
-        if extra is not None and extra.cancel_requested:
+        if job.cancel_requested():  # the predicate or backoff may have called job.cancel()
             self.settle_cancelled(job, "cancelled")  # a cancel request wins, as in route()
         elif reason is not None:
             self.bury(job, error, reason)
@@ -273,7 +272,6 @@ class Core(Admission):
         """Queue the next attempt: at once when there is no delay, else on the timer."""
         self.retried += 1
         self.taken += 1
-        attempt = job.attempts
         # RUNNING -> DELAYED / WAITING are legal by construction: the worker owns the job.
         if delay:
             job.state = DELAYED
@@ -284,7 +282,7 @@ class Core(Admission):
             self.enqueue(job)
         if self.debug:  # last: the error's repr is user code, and may cancel the job
             self.log.debug("job.retry_scheduled", job_id=job.id, fn=qualified_name(job.fn),
-                           attempt=attempt, delay=delay, error=safe_repr(error))
+                           attempt=job.attempts, delay=delay, error=safe_repr(error))
 
     def bury(self, job: Job[Any], error: BaseException, reason: str) -> None:
         """Move a job to the dead letters, tell the hooks, resolve its handle."""
