@@ -246,7 +246,8 @@ class Core(Admission):
                         reason = "backoff_failed"
         finally:
             self.routing -= 1
-        if job.cancel_requested():  # the predicate or backoff may have called job.cancel()
+        extra = job.extra  # Job.cancel_requested(), inline: this is the retry path
+        if extra is not None and extra.cancel_requested:  # cancel() from predicate/backoff
             self.settle_cancelled(job, "cancelled")  # a cancel request wins, as in route()
         elif reason is not None:
             self.bury(job, error, reason)
