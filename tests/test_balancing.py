@@ -53,8 +53,10 @@ async def test_a_busy_key_does_not_block_other_keys(gate: Gate) -> None:
         assert [await job for job in slow] == list(range(20))
 
 
-async def test_retry_of_a_keyed_job_keeps_its_place_in_the_key_order() -> None:
-    """A keyed job that fails and is retried holds its key: later jobs of the key wait."""
+@pytest.mark.parametrize("delay", [0.0, 0.01])
+async def test_retry_of_a_keyed_job_keeps_its_place_in_the_key_order(delay: float) -> None:
+    """A keyed job that fails and is retried holds its key: later jobs of the key wait,
+    with a backoff and without one (no zero-delay shortcut may skip the key's lane)."""
     log: list[str] = []
     failed = False
 
@@ -65,7 +67,7 @@ async def test_retry_of_a_keyed_job_keeps_its_place_in_the_key_order() -> None:
             failed = True
             raise ConnectionError("flaky")
 
-    retry = asyncq.Retry(attempts=2, delay=0.01, jitter=False)
+    retry = asyncq.Retry(attempts=2, delay=delay, jitter=False)
     async with asyncq.Pool(workers=4, retry=retry) as pool:
         keyed = pool.options(key="svc")
         first = await keyed.submit(step, "first")

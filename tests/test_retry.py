@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import dataclasses
 import itertools
@@ -10,7 +11,7 @@ import random
 import pytest
 
 import asyncq
-from tests.conftest import Flaky, until
+from tests.conftest import Flaky, assert_conserved, until
 
 
 def test_backoff_is_exponential_and_capped() -> None:
@@ -140,3 +141,124 @@ async def test_retry_of_admitted_job_never_waits_for_room() -> None:
         results = await pool.map(fail_first, range(200))
     assert results == list(range(200))
     assert pool.stats().retried == 200
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SameRetry(asyncq.Retry):
+    """A ``Retry`` subclass that changes nothing, so the pool asks it the long way."""
+
+
+async def run_mixed_failures(policy: asyncq.Retry, clock: list[float]) -> tuple[object, ...]:
+    """Jobs that fail 0-3 times, refuse to retry, or ask for a retry later; what became of
+    each (state, attempts, outcome), the counters and the dead letters. Each attempt sets
+    the wall clock (``clock[0]``) to ``10 * i + attempt``."""
+    async def job(i: int) -> int:
+        attempt = asyncq.current_job().attempts  # type: ignore[union-attr]
+        clock[0] = 10.0 * i + attempt
+        if i % 5 == 0:
+            raise ValueError(f"bad {i}")  # not in retry_on
+        if i % 7 == 1 and attempt == 1:
+            raise asyncq.RetryLater(0.0, f"later {i}")
+        if attempt <= i % 4:  # i % 4 == 3 fails every one of its 3 attempts
+            raise ConnectionResetError(f"flaky {i}")
+        return i
+
+    async with asyncq.Pool(workers=3, maxsize=4, retry=policy) as pool:
+        jobs = [await pool.submit(job, i) for i in range(40)]
+        done = await asyncio.gather(*jobs, return_exceptions=True)
+        stats = pool.stats()
+        letters = sorted((d.job_id, d.attempts, d.reason, type(d.error).__name__,
+                          d.first_failed_at.timestamp(), d.last_failed_at.timestamp())
+                         for d in pool.dead_letters)
+    assert_conserved(stats)
+    ends = [(j.state, j.attempts, r if isinstance(r, int) else type(r).__name__)
+            for j, r in zip(jobs, done, strict=True)]
+    return ends, (stats.succeeded, stats.failed, stats.retried, stats.dead), letters
+
+
+async def test_zero_delay_retries_end_the_same_on_the_short_path_and_the_long_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plain ``Retry`` with no delay retries a plain job without the full routing; a
+    subclass goes the long way. Every job ends the same, with the same attempts, counters
+    and dead letters, whose first failure is the time of the job's first attempt."""
+    clock = [0.0]
+    monkeypatch.setattr("time.time", lambda: clock[0])
+    short = asyncq.Retry(attempts=3, delay=0, retry_on=ConnectionError)
+    long = SameRetry(attempts=3, delay=0, retry_on=ConnectionError)
+    outcome = await run_mixed_failures(short, clock)
+    assert outcome == await run_mixed_failures(long, clock)
+    assert short._at_once == {ConnectionResetError}  # the short path was taken ...
+    assert long._at_once is None  # ... and the long one here
+    _, counters, letters = outcome
+    assert counters == (24, 58, 42, 16)  # a check on the workload itself
+    assert {reason for _, _, reason, *_ in letters} == {"not_retryable", "attempts_exhausted"}
+    for job_id, attempts, _, _, first, last in letters:  # job i has id i + 1
+        assert (first, last) == (10.0 * (job_id - 1) + 1, 10.0 * (job_id - 1) + attempts)
+
+
+class Transient(Exception, metaclass=abc.ABCMeta):
+    """An error type that claims others as virtual subclasses."""
+
+
+Transient.register(KeyError)
+
+
+class Disguised(Exception):
+    """An error that passes for a ``ConnectionError`` through ``__class__``."""
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return ConnectionError
+
+
+@pytest.mark.parametrize(("retry_on", "error"), [
+    (Transient, KeyError),  # a metaclass of its own: isinstance runs its __instancecheck__
+    (ConnectionError, Disguised),  # isinstance says yes through __class__, issubclass no
+])
+async def test_zero_delay_retry_asks_isinstance_when_the_short_check_cannot(
+        retry_on: type[BaseException], error: type[Exception]) -> None:
+    """What ``isinstance`` would retry is retried, even where the short path's check
+    (``issubclass`` on the error's real class) says no or may not be used."""
+    flaky = Flaky(2, error=error)
+    policy = asyncq.Retry(attempts=3, delay=0, retry_on=retry_on)
+    async with asyncq.Pool(workers=1, retry=policy) as pool:
+        job = await pool.submit(flaky.run)
+        assert await job == "ok"
+    assert job.attempts == 3
+    assert pool.stats().retried == 2
+
+
+async def test_retry_later_keeps_its_delay_under_a_zero_delay_policy() -> None:
+    """``RetryLater`` names its own delay, even under a policy whose ``retry_on`` covers it
+    and which would retry at once: the job waits on the timer."""
+    class Later(asyncq.RetryLater):
+        pass
+
+    async def later() -> None:
+        raise Later(60.0, "busy")
+
+    policy = asyncq.Retry(attempts=2, delay=0)
+    async with asyncq.Pool(workers=1, retry=policy) as pool:
+        job = await pool.submit(later)
+        await until(lambda: job.state is asyncq.JobState.DELAYED)
+        assert pool.stats().delayed == 1
+        assert Later not in policy._at_once  # type: ignore[operator]
+        job.cancel()
+
+
+async def test_the_short_path_remembers_a_bounded_number_of_error_classes() -> None:
+    """Each error class is checked once and remembered, up to a bound; classes past the
+    bound are still retried, checked every time."""
+    classes = [type(f"E{i}", (ConnectionError,), {}) for i in range(100)]
+
+    async def fail_once(i: int) -> int:
+        if asyncq.current_job().attempts == 1:  # type: ignore[union-attr]
+            raise classes[i]("once")
+        return i
+
+    policy = asyncq.Retry(attempts=2, delay=0)
+    async with asyncq.Pool(workers=2, retry=policy) as pool:
+        assert await pool.map(fail_once, range(100)) == list(range(100))
+        assert pool.stats().retried == 100
+    assert policy._at_once is not None
+    assert len(policy._at_once) == 64

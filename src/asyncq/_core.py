@@ -212,6 +212,25 @@ class Core(Admission):
 
     def fail(self, job: Job[Any], error: BaseException) -> None:
         """The attempt raised: retry it on the timer, or bury it in the dead letters."""
+        policy = job.options.retry
+        at_once = policy._at_once
+        if (at_once is not None and job.attempts < policy.attempts
+                and not self.debug and not self.balancing
+                and ((cls := type(error)) in at_once or policy._retries_at_once(cls))
+                and job.extra is None):  # last: no cancel request, no latency sample
+            # A zero-delay retry of a plain job, decided without asking user code: what
+            # the rest of fail(), schedule_retry() and enqueue() do in this case, inline
+            # (it saves a tenth of a retried job's cost in the retry benchmark).
+            self.failed += 1
+            self.retried += 1
+            self.taken += 1
+            if job.first_failed_at is None:
+                job.first_failed_at = time.time()
+            job.state = WAITING  # RUNNING -> WAITING: the worker owns the job
+            self.ready.append(job)
+            if self.idle:
+                self.wake_worker()
+            return
         self.failed += 1
         extra = job.extra
         if extra is not None and extra.t0 is not None:

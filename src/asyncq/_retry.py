@@ -6,7 +6,11 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from asyncq._errors import RetryLater
 from asyncq._validate import check_int, check_number, check_seconds
+
+#: Error classes a policy remembers for its fast path (more are checked every time).
+_AT_ONCE_MAX = 64
 
 RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
@@ -33,6 +37,12 @@ class Retry:
     max_delay: float = 60.0
     jitter: bool = True
     retry_on: RetryOn = field(default=(Exception,))
+    #: The pool's fast path (see ``Core.fail``): for a plain ``Retry`` with no delay whose
+    #: ``retry_on`` types run no user code when checked (their metaclass is ``type``), the
+    #: error classes found retryable so far (see :meth:`_retries_at_once`); else ``None``.
+    #: A cache of what the fields decide: not an argument, not compared.
+    _at_once: set[type[BaseException]] | None = field(
+        default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_int("attempts", self.attempts, minimum=1)
@@ -41,7 +51,11 @@ class Retry:
         object.__setattr__(self, "max_delay", check_seconds("max_delay", self.max_delay))
         if not isinstance(self.jitter, bool):
             raise TypeError(f"jitter must be a bool, got {type(self.jitter).__name__}")
-        object.__setattr__(self, "retry_on", _check_retry_on(self.retry_on))
+        retry_on = _check_retry_on(self.retry_on)
+        object.__setattr__(self, "retry_on", retry_on)
+        if (type(self) is Retry and self.delay == 0.0 and isinstance(retry_on, tuple)
+                and all(type(t) is type for t in retry_on)):
+            object.__setattr__(self, "_at_once", set())
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` earns another attempt (attempts left aside)."""
@@ -49,6 +63,24 @@ class Retry:
         if isinstance(retry_on, tuple):
             return isinstance(exc, retry_on)
         return bool(retry_on(exc))
+
+    def _retries_at_once(self, cls: type[BaseException]) -> bool:
+        """Whether an error of class ``cls`` takes the pool's fast path: retried, and not
+        a ``RetryLater`` (which names its own delay). Remembered in ``_at_once``.
+
+        Only called when ``_at_once`` is a set. ``issubclass`` against types whose
+        metaclass is ``type`` calls no user code, unlike ``isinstance`` (which may look
+        up the error's ``__class__``); it agrees with :meth:`retryable` whenever it says
+        yes, and a no goes the slow way, which asks :meth:`retryable` itself.
+        """
+        at_once, retry_on = self._at_once, self.retry_on
+        assert at_once is not None
+        assert isinstance(retry_on, tuple)
+        if not issubclass(cls, retry_on) or issubclass(cls, RetryLater):
+            return False
+        if len(at_once) < _AT_ONCE_MAX:
+            at_once.add(cls)
+        return True
 
     def backoff(self, failed_attempts: int, rng: random.Random) -> float:
         """Seconds to wait after ``failed_attempts`` failures (1 after the first)."""
