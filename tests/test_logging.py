@@ -364,3 +364,47 @@ async def test_library_never_configures_structlog() -> None:
     assert results[1] == "second time lucky"
     assert isinstance(results[2], ConnectionError)
     assert not structlog.is_configured()
+
+
+def refuse_every_event(logger: Any, method_name: str, event_dict: Any) -> Any:
+    """A structlog processor that raises: an application's logging set-up gone wrong."""
+    raise RuntimeError(f"cannot log {event_dict['event']}")
+
+
+async def test_an_event_structlog_cannot_log_never_ends_a_worker_or_strands_a_job(
+        gate: Gate, caplog: pytest.LogCaptureFixture) -> None:
+    """With a processor that raises on every event (debug ones included), jobs still
+    succeed, retry, die, get cancelled, and go to the dead letters when a retry decision
+    fails; no worker is lost; each event that failed is reported to the standard
+    library's ``asyncq`` logger with its traceback."""
+    def raises(error: BaseException) -> bool:
+        raise KeyError("predicate broke")
+
+    class BrokenBackoff(asyncq.Retry):
+        def backoff(self, failed_attempts: int, rng: random.Random) -> float:
+            raise KeyError("backoff broke")
+
+    structlog.configure(processors=[refuse_every_event],
+                        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
+    with caplog.at_level(logging.ERROR, logger="asyncq"):
+        jobs = await run_mixed_workload(gate)
+        async with asyncq.Pool(workers=1) as pool:
+            by_predicate = await pool.options(retry=asyncq.Retry(retry_on=raises)) \
+                .submit(always_fails, 1)
+            by_backoff = await pool.options(retry=BrokenBackoff(delay=0.01)) \
+                .submit(always_fails, 2)
+            await asyncio.gather(by_predicate, by_backoff, return_exceptions=True)
+            assert pool.stats().workers == 1
+            assert [letter.reason for letter in pool.dead_letters] == [
+                "not_retryable", "backoff_failed"]
+    assert await jobs["ok"] == 1
+    assert await jobs["flaky"] == "second time lucky"
+    assert jobs["dead"].state is asyncq.JobState.DEAD
+    assert jobs["cancelled"].state is asyncq.JobState.CANCELLED
+    reported = {record.args[1] for record in caplog.records  # type: ignore[index]
+                if record.name == "asyncq"}
+    assert reported >= {"pool.started", "job.started", "job.retry_scheduled", "job.dead",
+                        "job.cancelled", "job.retry_on_failed", "job.retry_backoff_failed",
+                        "pool.closed"}
+    assert all(record.exc_info and "cannot log" in str(record.exc_info[1])
+               for record in caplog.records if record.name == "asyncq")

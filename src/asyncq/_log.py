@@ -19,6 +19,9 @@ event                         level    when
 ``dead_letter.hook_failed``   error    the ``on_dead`` callback or the file sink raised
 ============================  =======  ===================================================
 
+An event that structlog fails to log (one of its processors raised) is reported to the
+standard library's ``asyncq`` logger instead; it never raises into the pool.
+
 Per-job debug events are decided once, when the pool starts: if the logger does not have
 debug enabled, the hot path pays one boolean test. When structlog has not been configured
 at all, debug events stay off (as with the standard library's default level).
@@ -45,18 +48,68 @@ import structlog.contextvars
 
 from asyncq._worker import current_job
 
+#: Where an event that could not be logged is reported instead.
+_fallback = logging.getLogger("asyncq")
 
-def make_logger(logger: Any | None) -> Any:
+
+class EventLog:
+    """The pool's logger: events go through the structlog logger it holds, but one that
+    cannot be logged (a processor or renderer raised) never raises into the pool, where
+    it would end a worker with a job half-routed. The failure goes, with its traceback,
+    to the standard library's ``asyncq`` logger, which never raises (as ``logging``
+    treats a failing handler)."""
+
+    __slots__ = ("logger",)
+
+    def __init__(self, logger: Any) -> None:
+        self.logger = logger
+
+    def debug(self, event: str, **fields: Any) -> None:
+        """Log a debug event."""
+        try:
+            self.logger.debug(event, **fields)
+        except Exception:
+            not_logged("debug", event)
+
+    def info(self, event: str, **fields: Any) -> None:
+        """Log an info event."""
+        try:
+            self.logger.info(event, **fields)
+        except Exception:
+            not_logged("info", event)
+
+    def warning(self, event: str, **fields: Any) -> None:
+        """Log a warning event."""
+        try:
+            self.logger.warning(event, **fields)
+        except Exception:
+            not_logged("warning", event)
+
+    def error(self, event: str, **fields: Any) -> None:
+        """Log an error event."""
+        try:
+            self.logger.error(event, **fields)
+        except Exception:
+            not_logged("error", event)
+
+
+def not_logged(level: str, event: str) -> None:
+    """Report, from inside its ``except`` block, an event structlog failed to log."""
+    _fallback.error("asyncq could not log its %s event %r through structlog", level, event,
+                    exc_info=True)
+
+
+def make_logger(logger: Any | None) -> EventLog:
     """The logger a pool uses: the one given, or ``structlog.get_logger("asyncq")``."""
     source = logger if logger is not None else structlog.get_logger("asyncq")
-    return source.bind()
+    return EventLog(source.bind())
 
 
-def debug_enabled(logger: Any) -> bool:
-    """Whether per-job debug events should be emitted through ``logger``."""
+def debug_enabled(log: EventLog) -> bool:
+    """Whether per-job debug events should be emitted through ``log``."""
     if not structlog.is_configured():
         return False
-    is_enabled_for = getattr(logger, "is_enabled_for", None)
+    is_enabled_for = getattr(log.logger, "is_enabled_for", None)
     if is_enabled_for is None:
         return True
     return bool(is_enabled_for(logging.DEBUG))
