@@ -7,7 +7,7 @@ import asyncio
 import pytest
 
 import asyncq
-from tests.conftest import Gate, assert_conserved, settle, until
+from tests.conftest import Gate, assert_conserved, settle, time_no_job, until
 
 
 async def echo(value: object) -> object:
@@ -106,6 +106,30 @@ async def test_priority_higher_first_fifo_within(gate: Gate) -> None:
             await pool.options(priority=priority).submit(record, name)
         gate.open()
     assert started == ["high1", "high2", "mid", "plain1", "plain2", "low1", "low2"]
+
+
+async def test_a_zero_delay_retry_keeps_its_priority(gate: Gate) -> None:
+    """A high-priority job retried at once goes back to its priority, ahead of plain jobs
+    that waited longer (no zero-delay shortcut may drop it into the plain queue)."""
+    started: list[str] = []
+    failed: set[str] = set()
+
+    async def record(name: str) -> None:
+        started.append(name)
+        if name == "high" and name not in failed:
+            failed.add(name)
+            raise ConnectionError("flaky")
+
+    async with asyncq.Pool(workers=1, retry=asyncq.Retry(attempts=2, delay=0)) as pool:
+        time_no_job(pool)
+        await pool.submit(gate.wait)
+        await gate.entered.wait()
+        high = await pool.options(priority=5).submit(record, "high")
+        for name in ("plain1", "plain2"):
+            await pool.submit(record, name)
+        gate.open()
+        await high
+    assert started == ["high", "high", "plain1", "plain2"]
 
 
 async def test_priority_aging_prevents_starvation() -> None:

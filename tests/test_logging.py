@@ -9,6 +9,7 @@ Every test starts and ends with ``structlog.reset_defaults()``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import random
 from collections.abc import Iterator
@@ -408,3 +409,59 @@ async def test_an_event_structlog_cannot_log_never_ends_a_worker_or_strands_a_jo
                         "pool.closed"}
     assert all(record.exc_info and "cannot log" in str(record.exc_info[1])
                for record in caplog.records if record.name == "asyncq")
+
+
+class Unprintable:
+    """An argument whose ``repr`` raises."""
+
+    def __repr__(self) -> str:
+        raise RuntimeError("no repr")
+
+
+async def refuses(value: object) -> None:
+    raise ValueError("refused")
+
+
+async def test_a_job_function_whose_name_cannot_be_rendered_still_dies_in_order() -> None:
+    """A ``functools.partial`` renders as its arguments; one whose argument's ``repr``
+    raises is named by a placeholder in every event, and its job still reaches the dead
+    letters (the pool then closes, drained)."""
+    configure_level(logging.DEBUG)
+    fn = functools.partial(refuses, Unprintable())
+    with capture_logs() as entries:
+        async with asyncq.Pool(workers=1) as pool:
+            job = await pool.submit(fn)
+            with pytest.raises(ValueError, match="refused"):
+                await job
+            assert [letter.job_id for letter in pool.dead_letters] == [job.id]
+    names = {e["event"]: e["fn"] for e in entries if e["event"] in ("job.started", "job.dead")}
+    assert names == {"job.started": "<partial object (repr failed)>",
+                     "job.dead": "<partial object (repr failed)>"}
+    assert pool.stats().dead == 1
+
+
+class Refuse(logging.Filter):
+    """A standard-library filter that raises."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        raise RuntimeError("filter down")
+
+
+async def test_when_the_fallback_logger_fails_too_the_pool_goes_on(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """A structlog processor and the standard library's ``asyncq`` logger both raise:
+    jobs still end, and the failure is printed to standard error."""
+    structlog.configure(processors=[refuse_every_event])
+    fallback = logging.getLogger("asyncq")
+    refuse = Refuse()
+    fallback.addFilter(refuse)
+    try:
+        async with asyncq.Pool(workers=1, retry=NO_WAIT_RETRY) as pool:
+            flaky = await pool.submit(Flaky(1).run)
+            dead = await pool.submit(always_fails, 1)
+            assert await flaky == "ok"
+            with pytest.raises(ConnectionError):
+                await dead
+    finally:
+        fallback.removeFilter(refuse)
+    assert "filter down" in capsys.readouterr().err

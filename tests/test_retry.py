@@ -7,11 +7,13 @@ import asyncio
 import dataclasses
 import itertools
 import random
+from typing import Any
 
 import pytest
 
 import asyncq
-from tests.conftest import Flaky, assert_conserved, until
+from asyncq._core import AT_ONCE_MAX, Core
+from tests.conftest import Flaky, assert_conserved, time_no_job, until
 
 
 def test_backoff_is_exponential_and_capped() -> None:
@@ -148,6 +150,19 @@ class SameRetry(asyncq.Retry):
     """A ``Retry`` subclass that changes nothing, so the pool asks it the long way."""
 
 
+def spy_on_the_long_way(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The ids of the jobs whose retry went the long way (through ``schedule_retry``)."""
+    calls: list[int] = []
+    schedule_retry = Core.schedule_retry
+
+    def spy(core: Core, job: asyncq.Job[Any], delay: float, error: BaseException) -> None:
+        calls.append(job.id)
+        schedule_retry(core, job, delay, error)
+
+    monkeypatch.setattr(Core, "schedule_retry", spy)
+    return calls
+
+
 async def run_mixed_failures(policy: asyncq.Retry, clock: list[float]) -> tuple[object, ...]:
     """Jobs that fail 0-3 times, refuse to retry, or ask for a retry later; what became of
     each (state, attempts, outcome), the counters and the dead letters. Each attempt sets
@@ -164,6 +179,7 @@ async def run_mixed_failures(policy: asyncq.Retry, clock: list[float]) -> tuple[
         return i
 
     async with asyncq.Pool(workers=3, maxsize=4, retry=policy) as pool:
+        time_no_job(pool)
         jobs = [await pool.submit(job, i) for i in range(40)]
         done = await asyncio.gather(*jobs, return_exceptions=True)
         stats = pool.stats()
@@ -183,12 +199,14 @@ async def test_zero_delay_retries_end_the_same_on_the_short_path_and_the_long_on
     and dead letters, whose first failure is the time of the job's first attempt."""
     clock = [0.0]
     monkeypatch.setattr("time.time", lambda: clock[0])
+    long_way = spy_on_the_long_way(monkeypatch)
     short = asyncq.Retry(attempts=3, delay=0, retry_on=ConnectionError)
     long = SameRetry(attempts=3, delay=0, retry_on=ConnectionError)
     outcome = await run_mixed_failures(short, clock)
+    later = [i + 1 for i in range(40) if i % 7 == 1 and i % 5]  # job ids of RetryLater
+    assert long_way == later  # only those: the 37 others took the short path
     assert outcome == await run_mixed_failures(long, clock)
-    assert short._at_once == {ConnectionResetError}  # the short path was taken ...
-    assert long._at_once is None  # ... and the long one here
+    assert len(long_way) == len(later) + 42  # every retry
     _, counters, letters = outcome
     assert counters == (24, 58, 42, 16)  # a check on the workload itself
     assert {reason for _, _, reason, *_ in letters} == {"not_retryable", "attempts_exhausted"}
@@ -239,16 +257,16 @@ async def test_retry_later_keeps_its_delay_under_a_zero_delay_policy() -> None:
 
     policy = asyncq.Retry(attempts=2, delay=0)
     async with asyncq.Pool(workers=1, retry=policy) as pool:
+        time_no_job(pool)
         job = await pool.submit(later)
         await until(lambda: job.state is asyncq.JobState.DELAYED)
         assert pool.stats().delayed == 1
-        assert Later not in policy._at_once  # type: ignore[operator]
         job.cancel()
 
 
 async def test_the_short_path_remembers_a_bounded_number_of_error_classes() -> None:
-    """Each error class is checked once and remembered, up to a bound; classes past the
-    bound are still retried, checked every time."""
+    """Each error class is checked once and remembered, up to a bound (past it the pool
+    forgets them all and starts again); every job is retried."""
     classes = [type(f"E{i}", (ConnectionError,), {}) for i in range(100)]
 
     async def fail_once(i: int) -> int:
@@ -260,5 +278,68 @@ async def test_the_short_path_remembers_a_bounded_number_of_error_classes() -> N
     async with asyncq.Pool(workers=2, retry=policy) as pool:
         assert await pool.map(fail_once, range(100)) == list(range(100))
         assert pool.stats().retried == 100
-    assert policy._at_once is not None
-    assert len(policy._at_once) == 64
+        assert pool._core is not None
+        assert 0 < len(pool._core.at_once) <= AT_ONCE_MAX
+
+
+class Unhashable(type):
+    """A metaclass whose classes cannot be hashed (``__eq__`` without ``__hash__``)."""
+
+    def __eq__(cls, other: object) -> bool:
+        return cls is other
+
+
+class AlwaysEqual(type):
+    """A metaclass whose classes claim to equal any class of the same hash."""
+
+    def __hash__(cls) -> int:
+        return hash(ConnectionResetError)
+
+    def __eq__(cls, other: object) -> bool:
+        return True
+
+
+class PoisonousError(ValueError, metaclass=Unhashable):
+    """An error the short path cannot look up."""
+
+
+class PretenderError(ValueError, metaclass=AlwaysEqual):
+    """An error that would pass for a ``ConnectionResetError`` in a set or a dict."""
+
+
+class LaterInDisguise(Exception):
+    """An error that passes for a ``RetryLater`` through ``__class__``, with its delay."""
+
+    delay = 60.0
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return asyncq.RetryLater
+
+
+async def test_error_classes_with_their_own_metaclass_or_class_go_the_long_way() -> None:
+    """Under zero-delay policies: an unhashable error class is retried, not a crash; one
+    whose metaclass equals every class is judged by ``retry_on`` (no retry), not taken
+    for the class the pool already retried at once; one that passes for ``RetryLater``
+    waits its delay, as ``isinstance`` says."""
+    connection = asyncq.Retry(attempts=2, delay=0, retry_on=ConnectionError)
+    values = asyncq.Retry(attempts=2, delay=0, retry_on=ValueError)
+    anything = asyncq.Retry(attempts=2, delay=0)
+    async with asyncq.Pool(workers=1) as pool:
+        time_no_job(pool)  # a timed job would go the long way whatever its error
+
+        async def run(policy: asyncq.Retry, error: type[Exception]) -> asyncq.Job[Any]:
+            job = await pool.options(retry=policy).submit(Flaky(1, error=error).run)
+            await until(lambda: job.state in (asyncq.JobState.SUCCEEDED, asyncq.JobState.DEAD,
+                                              asyncq.JobState.DELAYED))
+            return job
+
+        assert (await run(connection, ConnectionResetError)).attempts == 2  # now known
+        pretender = await run(connection, PretenderError)
+        assert (pretender.state, pretender.attempts) == (asyncq.JobState.DEAD, 1)
+        assert (await run(values, PoisonousError)).state is asyncq.JobState.SUCCEEDED
+        disguised = await run(anything, LaterInDisguise)
+        assert disguised.state is asyncq.JobState.DELAYED
+        assert pool.stats().workers == 1
+        disguised.cancel()
+    assert pool.stats().retried == 3

@@ -28,11 +28,13 @@ from asyncq._errors import (
 )
 from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job, wake
 from asyncq._rate import RateLimit
-from asyncq._retry import Retry
+from asyncq._retry import Retry, retries_at_once
 from asyncq._stats import Samples
 from asyncq._timers import TimerQueue
 
 _COMPACT_MIN = 64
+#: Error classes a pool remembers for fail()'s short path (it forgets all past this).
+AT_ONCE_MAX = 64
 
 
 class Core(Admission):
@@ -43,8 +45,8 @@ class Core(Admission):
     """
 
     __slots__ = (
-        "balancer", "cancelled", "copy_context", "dead", "dead_letters", "debug", "draining",
-        "ended", "failed", "fatal", "handing_on", "idle", "log", "plain_ok", "ready",
+        "at_once", "balancer", "cancelled", "copy_context", "dead", "dead_letters", "debug",
+        "draining", "ended", "failed", "fatal", "handing_on", "idle", "log", "plain_ok", "ready",
         "retried", "rng", "routing", "run_samples", "stale", "stopping", "succeeded", "timers",
         "wait_samples", "workers",
     )
@@ -95,6 +97,8 @@ class Core(Admission):
         self.succeeded = self.failed = self.retried = self.dead = self.cancelled = 0
         self.delayed = 0
         self.routing = 0  # failed attempts whose retry decision is running user code
+        # Error classes fail() retries at once, each with the policy that said so.
+        self.at_once: dict[type[BaseException], Retry] = {}
 
     @property
     def submitted(self) -> int:
@@ -213,11 +217,11 @@ class Core(Admission):
     def fail(self, job: Job[Any], error: BaseException) -> None:
         """The attempt raised: retry it on the timer, or bury it in the dead letters."""
         policy = job.options.retry
-        at_once = policy._at_once
-        if (at_once is not None and job.attempts < policy.attempts
+        cls = type(error)
+        if (job.attempts < policy.attempts and type(cls) is type  # hashed by identity
+                and (self.at_once.get(cls) is policy or self.learn_at_once(cls, policy))
                 and not self.debug and not self.balancing
-                and ((cls := type(error)) in at_once or policy._retries_at_once(cls))
-                and job.extra is None):  # last: no cancel request, no latency sample
+                and job.extra is None):  # no cancel request, no latency sample
             # A zero-delay retry of a plain job, decided without asking user code: what
             # the rest of fail(), schedule_retry() and enqueue() do in this case, inline
             # (it saves a tenth of a retried job's cost in the retry benchmark).
@@ -273,6 +277,16 @@ class Core(Admission):
         else:
             assert delay is not None
             self.schedule_retry(job, delay, error)
+
+    def learn_at_once(self, cls: type[BaseException], policy: Retry) -> bool:
+        """Whether errors of class ``cls`` take fail()'s short path under ``policy``
+        (:func:`retries_at_once`); a yes is remembered in ``at_once`` (a few classes)."""
+        if not retries_at_once(policy, cls):
+            return False
+        if len(self.at_once) >= AT_ONCE_MAX:
+            self.at_once.clear()
+        self.at_once[cls] = policy
+        return True
 
     def backoff(self, job: Job[Any], policy: Retry) -> float | None:
         """The wait before the job's next attempt, or ``None`` (with an error event) when

@@ -75,12 +75,16 @@ class DeadLetter:
 
 
 def qualified_name(obj: object) -> str:
-    """``module.qualname`` of a function or class, else its ``repr``."""
-    qualname = getattr(obj, "__qualname__", None)
-    if qualname is None:
-        return repr(obj)
-    module = getattr(obj, "__module__", None)
-    return f"{module}.{qualname}" if module else str(qualname)
+    """``module.qualname`` of a function or class, else its ``repr``; a placeholder when
+    that raises (the ``repr`` of a ``functools.partial`` is that of its arguments)."""
+    try:
+        qualname = getattr(obj, "__qualname__", None)
+        if qualname is None:
+            return repr(obj)
+        module = getattr(obj, "__module__", None)
+        return f"{module}.{qualname}" if module else str(qualname)
+    except Exception:
+        return f"<{type(obj).__name__} object (repr failed)>"
 
 
 def format_error(error: BaseException) -> str:

@@ -38,7 +38,10 @@ Code inside a job can carry the job's id in its own log events in two ways:
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sys
+import traceback
 from collections.abc import MutableMapping
 from contextvars import ContextVar
 from typing import Any
@@ -94,9 +97,14 @@ class EventLog:
 
 
 def not_logged(level: str, event: str) -> None:
-    """Report, from inside its ``except`` block, an event structlog failed to log."""
-    _fallback.error("asyncq could not log its %s event %r through structlog", level, event,
-                    exc_info=True)
+    """Report, from inside its ``except`` block, an event structlog failed to log; to
+    standard error if the ``asyncq`` logger fails too (a filter that raises, say)."""
+    try:
+        _fallback.error("asyncq could not log its %s event %r through structlog", level,
+                        event, exc_info=True)
+    except Exception:
+        with contextlib.suppress(Exception):  # nowhere left to report it
+            traceback.print_exc(file=sys.stderr)
 
 
 def make_logger(logger: Any | None) -> EventLog:

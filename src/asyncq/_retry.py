@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from asyncq._errors import RetryLater
 from asyncq._validate import check_int, check_number, check_seconds
 
-#: Error classes a policy remembers for its fast path (more are checked every time).
-_AT_ONCE_MAX = 64
+#: ``type.__flags__`` bit of classes made at run time (written in Python, among others).
+_HEAPTYPE = 1 << 9
 
 RetryOn = type[BaseException] | tuple[type[BaseException], ...] | Callable[[BaseException], bool]
 
@@ -37,12 +37,6 @@ class Retry:
     max_delay: float = 60.0
     jitter: bool = True
     retry_on: RetryOn = field(default=(Exception,))
-    #: The pool's fast path (see ``Core.fail``): for a plain ``Retry`` with no delay whose
-    #: ``retry_on`` types run no user code when checked (their metaclass is ``type``), the
-    #: error classes found retryable so far (see :meth:`_retries_at_once`); else ``None``.
-    #: A cache of what the fields decide: not an argument, not compared.
-    _at_once: set[type[BaseException]] | None = field(
-        default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_int("attempts", self.attempts, minimum=1)
@@ -51,11 +45,7 @@ class Retry:
         object.__setattr__(self, "max_delay", check_seconds("max_delay", self.max_delay))
         if not isinstance(self.jitter, bool):
             raise TypeError(f"jitter must be a bool, got {type(self.jitter).__name__}")
-        retry_on = _check_retry_on(self.retry_on)
-        object.__setattr__(self, "retry_on", retry_on)
-        if (type(self) is Retry and self.delay == 0.0 and isinstance(retry_on, tuple)
-                and all(type(t) is type for t in retry_on)):
-            object.__setattr__(self, "_at_once", set())
+        object.__setattr__(self, "retry_on", _check_retry_on(self.retry_on))
 
     def retryable(self, exc: BaseException) -> bool:
         """Whether ``exc`` earns another attempt (attempts left aside)."""
@@ -64,27 +54,30 @@ class Retry:
             return isinstance(exc, retry_on)
         return bool(retry_on(exc))
 
-    def _retries_at_once(self, cls: type[BaseException]) -> bool:
-        """Whether an error of class ``cls`` takes the pool's fast path: retried, and not
-        a ``RetryLater`` (which names its own delay). Remembered in ``_at_once``.
-
-        Only called when ``_at_once`` is a set. ``issubclass`` against types whose
-        metaclass is ``type`` calls no user code, unlike ``isinstance`` (which may look
-        up the error's ``__class__``); it agrees with :meth:`retryable` whenever it says
-        yes, and a no goes the slow way, which asks :meth:`retryable` itself.
-        """
-        at_once, retry_on = self._at_once, self.retry_on
-        assert at_once is not None
-        assert isinstance(retry_on, tuple)
-        if not issubclass(cls, retry_on) or issubclass(cls, RetryLater):
-            return False
-        if len(at_once) < _AT_ONCE_MAX:
-            at_once.add(cls)
-        return True
-
     def backoff(self, failed_attempts: int, rng: random.Random) -> float:
         """Seconds to wait after ``failed_attempts`` failures (1 after the first)."""
         return backoff(self, failed_attempts, rng)
+
+
+def retries_at_once(policy: Retry, cls: type[BaseException]) -> bool:
+    """Whether an error of class ``cls`` is retried with no wait under ``policy``, decided
+    without calling user code, so that the pool may take its short retry path.
+
+    Yes only for a plain ``Retry`` (a subclass may decide otherwise) with no delay and
+    ``retry_on`` types whose metaclass is ``type``, and an error class of metaclass
+    ``type`` that is a subclass of one of them, not a ``RetryLater`` (which names its own
+    delay), and none of whose classes written in Python defines ``__class__`` or
+    ``__getattribute__`` (``isinstance`` may read an error's ``__class__``: a class that
+    redefines it could answer otherwise). ``issubclass`` between such types calls no
+    user code. Every other case is left to :meth:`Retry.retryable` and ``backoff``.
+    """
+    retry_on = policy.retry_on
+    return (type(policy) is Retry and policy.delay == 0.0 and type(retry_on) is tuple
+            and all(type(t) is type for t in retry_on) and type(cls) is type
+            and all(not c.__flags__ & _HEAPTYPE
+                    or ("__class__" not in vars(c) and "__getattribute__" not in vars(c))
+                    for c in cls.__mro__)
+            and issubclass(cls, retry_on) and not issubclass(cls, RetryLater))
 
 
 def backoff(policy: Retry, failed_attempts: int, rng: random.Random) -> float:
