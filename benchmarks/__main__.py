@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import math
 import os
 import platform
 import signal
@@ -23,7 +24,7 @@ from .catalog import LOOPS, SYSTEMS, base_name
 from .compare import RefCheckout, RefError, current_checkout, ref_worktree
 from .fairness import render_fairness
 from .report import matplotlib_available, render_table, summarise, write_json, write_plot
-from .runner import REPO_ROOT, Config, run_plan
+from .runner import REPO_ROOT, Config, calibrate, run_plan
 from .workloads import FAIRNESS_WORKLOADS, MAX_DELAY_S, WORKLOADS
 
 DEFAULT_WORKLOADS = ("noop", "sleep0", "io", "retry", "delayed", "keyed")
@@ -91,6 +92,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="also measure asyncq as of this git ref (system asyncq@<hash>, from a temporary "
         "worktree); may be given more than once",
     )
+    ap.add_argument(
+        "--min-seconds",
+        type=float,
+        help="before round 1, raise each noop, sleep0, io and retry configuration's N so that "
+        "a run of bare lasts at least this long (default 1; 0 keeps the defaults; off with "
+        "--quick or --jobs)",
+    )
     ap.add_argument("--timeout", type=float, default=600.0, help="seconds per child run")
     ap.add_argument("--json", type=Path, help="write one JSON record per measurement here")
     ap.add_argument("--plot", type=Path, help="write a PNG bar chart here (needs matplotlib)")
@@ -110,6 +118,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         args.workloads.insert(args.workloads.index("keyed"), "noop")
     if args.rounds < 1 or (args.jobs is not None and args.jobs < 1):
         ap.error("--rounds and --jobs must be positive")
+    if args.min_seconds is None:
+        args.min_seconds = 0.0 if quick or args.jobs is not None else 1.0
+    elif not (math.isfinite(args.min_seconds) and args.min_seconds >= 0):
+        ap.error(f"--min-seconds must be a finite number >= 0, got {args.min_seconds}")
     return args
 
 
@@ -189,6 +201,7 @@ def machine_meta(args: argparse.Namespace) -> dict[str, Any]:
         "argv": sys.argv[1:],
         "asyncq_checkout": current_checkout(REPO_ROOT),
         "rounds": args.rounds,
+        "min_seconds": args.min_seconds,
     }
 
 
@@ -239,6 +252,9 @@ def run(args: argparse.Namespace, refs: list[RefCheckout]) -> int:
             print(f"note: workload {name!r} runs only {', '.join(sorted(only))}", file=sys.stderr)
     runs = sum(len(c.systems) for c in configs) * args.rounds
     print(f"{len(configs)} configurations, {runs} runs planned", file=sys.stderr)
+    if args.min_seconds > 0:
+        configs = calibrate(configs, args.min_seconds, args.timeout,
+                            lambda s: print(s, file=sys.stderr))
     meta = machine_meta(args)  # before the run: the checkout being measured
     meta["compare_ref"] = {r.system: r.commit for r in refs}
     records = run_plan(

@@ -10,11 +10,12 @@ seconds apart on the same machine state.  The same holds for the other same-roun
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -173,6 +174,60 @@ def skipped_record(config: Config, system: str, note: str) -> dict[str, Any]:
             "skipped": note,
         }
     )
+
+
+#: Workloads whose N ``calibrate`` may raise (``keyed`` follows its ``noop``).
+CALIBRATED = frozenset({"noop", "sleep0", "io", "retry"})
+#: ``calibrate`` raises N to at most this many times the workload's default.
+MAX_SCALE = 20
+
+
+def scaled_jobs(jobs: int, seconds: float, min_seconds: float) -> int:
+    """``jobs``, raised if a run of that many took under ``min_seconds``: to what the run's
+    rate needs for ``min_seconds`` plus 10% (rates vary between runs), rounded up to two
+    significant digits, at most ``MAX_SCALE`` times ``jobs``."""
+    if seconds >= min_seconds:
+        return jobs
+    if seconds <= 0:
+        return jobs * MAX_SCALE
+    want = math.ceil(round(jobs * min_seconds * 1.1 / seconds, 3))  # no float dust
+    step = 10 ** max(0, len(str(want)) - 2)
+    return min(-(-want // step) * step, jobs * MAX_SCALE)
+
+
+def calibrate(
+    configs: list[Config], min_seconds: float, timeout: float, progress: Callable[[str], None]
+) -> list[Config]:
+    """Give every throughput configuration an N whose run lasts at least ``min_seconds``.
+
+    One run per configuration before round 1, of ``bare`` (the reference; else the first
+    system), at the configuration's loop, workload and workers; its N is raised by
+    :func:`scaled_jobs` and used by every system in every round. ``keyed`` takes the N of
+    the ``noop`` configuration it is compared with. A run that fails keeps the default.
+    """
+    chosen: dict[tuple[Any, ...], int] = {}
+    out: list[Config] = []
+    for config in configs:
+        shape = (config.loop, config.workers, config.maxsize)
+        if config.mode == "run" and config.workload == "keyed" and shape in chosen:
+            config = replace(config, jobs=chosen[shape])
+        elif config.mode == "run" and config.workload in CALIBRATED and config.systems:
+            system = "bare" if "bare" in config.systems else config.systems[0]
+            rec = run_child(config, system, timeout)
+            seconds = rec.get("seconds")
+            if rec.get("error") or rec.get("skipped") or not isinstance(seconds, float):
+                progress(f"[calibrate] {config.loop} {config.workload} W={config.workers}: "
+                         f"{system} gave no timing; keeping {config.jobs:,} jobs")
+            else:
+                jobs = scaled_jobs(config.jobs, seconds, min_seconds)
+                progress(f"[calibrate] {config.loop} {config.workload} W={config.workers}: "
+                         f"{system} ran {config.jobs:,} jobs in {seconds:.2f} s; "
+                         f"{jobs:,} jobs per run")
+                config = replace(config, jobs=jobs)
+            if config.workload == "noop":
+                chosen[shape] = config.jobs
+        out.append(config)
+    return out
 
 
 def run_plan(
