@@ -55,6 +55,29 @@ async def always_fails(value: int) -> None:
     raise ConnectionError(f"down {value}")
 
 
+def predicate_that_raises(error: BaseException) -> bool:
+    raise KeyError("predicate broke")
+
+
+class BrokenBackoff(asyncq.Retry):
+    """A policy whose ``backoff`` raises."""
+
+    def backoff(self, failed_attempts: int, rng: random.Random) -> float:
+        raise KeyError("backoff broke")
+
+
+async def fail_two_retry_decisions(
+        pool: asyncq.Pool) -> tuple[asyncq.Job[None], asyncq.Job[None]]:
+    """A job whose ``retry_on`` predicate raises and one whose ``backoff`` raises, both
+    awaited: each goes to the dead letters, in that order."""
+    by_predicate = await pool.options(retry=asyncq.Retry(retry_on=predicate_that_raises)) \
+        .submit(always_fails, 1)
+    by_backoff = await pool.options(retry=BrokenBackoff(delay=0.01)).submit(always_fails, 2)
+    await asyncio.gather(by_predicate, by_backoff, return_exceptions=True)
+    assert [letter.reason for letter in pool.dead_letters] == ["not_retryable", "backoff_failed"]
+    return by_predicate, by_backoff
+
+
 async def run_mixed_workload(gate: Gate) -> dict[str, asyncq.Job[Any]]:
     """A pool that sees a success, a retry then success, a dead job and a cancelled job."""
     flaky = Flaky(1, "second time lucky", message="first attempt fails")
@@ -117,22 +140,9 @@ async def test_job_dead_event_carries_job_fn_attempt_and_reason() -> None:
 async def test_failed_retry_decisions_log_an_error_each() -> None:
     """A retry_on predicate that raises and a Retry subclass's backoff that raises each log
     an error event naming the job and what went wrong; both jobs go to the dead letters."""
-    def raises(error: BaseException) -> bool:
-        raise KeyError("predicate broke")
-
-    class BrokenBackoff(asyncq.Retry):
-        def backoff(self, failed_attempts: int, rng: random.Random) -> float:
-            raise KeyError("backoff broke")
-
     with capture_logs() as entries:
         async with asyncq.Pool(workers=1) as pool:
-            by_predicate = await pool.options(retry=asyncq.Retry(retry_on=raises)) \
-                .submit(always_fails, 1)
-            by_backoff = await pool.options(retry=BrokenBackoff(delay=0.01)) \
-                .submit(always_fails, 2)
-            await asyncio.gather(by_predicate, by_backoff, return_exceptions=True)
-            assert [letter.reason for letter in pool.dead_letters] == [
-                "not_retryable", "backoff_failed"]
+            by_predicate, by_backoff = await fail_two_retry_decisions(pool)
     (predicate,) = events(entries, "job.retry_on_failed")
     (backoff,) = events(entries, "job.retry_backoff_failed")
     assert (predicate["job_id"], predicate["log_level"]) == (by_predicate.id, "error")
@@ -378,26 +388,13 @@ async def test_an_event_structlog_cannot_log_never_ends_a_worker_or_strands_a_jo
     succeed, retry, die, get cancelled, and go to the dead letters when a retry decision
     fails; no worker is lost; each event that failed is reported to the standard
     library's ``asyncq`` logger with its traceback."""
-    def raises(error: BaseException) -> bool:
-        raise KeyError("predicate broke")
-
-    class BrokenBackoff(asyncq.Retry):
-        def backoff(self, failed_attempts: int, rng: random.Random) -> float:
-            raise KeyError("backoff broke")
-
     structlog.configure(processors=[refuse_every_event],
                         wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG))
     with caplog.at_level(logging.ERROR, logger="asyncq"):
         jobs = await run_mixed_workload(gate)
         async with asyncq.Pool(workers=1) as pool:
-            by_predicate = await pool.options(retry=asyncq.Retry(retry_on=raises)) \
-                .submit(always_fails, 1)
-            by_backoff = await pool.options(retry=BrokenBackoff(delay=0.01)) \
-                .submit(always_fails, 2)
-            await asyncio.gather(by_predicate, by_backoff, return_exceptions=True)
+            await fail_two_retry_decisions(pool)
             assert pool.stats().workers == 1
-            assert [letter.reason for letter in pool.dead_letters] == [
-                "not_retryable", "backoff_failed"]
     assert await jobs["ok"] == 1
     assert await jobs["flaky"] == "second time lucky"
     assert jobs["dead"].state is asyncq.JobState.DEAD
