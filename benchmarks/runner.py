@@ -178,7 +178,7 @@ def skipped_record(config: Config, system: str, note: str) -> dict[str, Any]:
 
 #: Workloads whose N ``calibrate`` may raise (``keyed`` follows its ``noop``).
 CALIBRATED = frozenset({"noop", "sleep0", "io", "retry"})
-#: ``calibrate`` raises N to at most this many times the workload's default.
+#: ``calibrate`` raises N to at most this many times the N a configuration started with.
 MAX_SCALE = 20
 
 
