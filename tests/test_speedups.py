@@ -243,3 +243,7 @@ def test_make_job_gives_a_waiting_job_with_every_field_set() -> None:
         module.make_job(module.JobBase, 7)
     with pytest.raises(TypeError, match="subclass of JobBase"):
         module.make_job(dict, 7, fn, (), {}, options)
+    with pytest.raises(TypeError):  # the id is kept as a C integer
+        module.make_job(module.JobBase, "7", fn, (), {}, options)
+    big = module.make_job(module.JobBase, 2**40, fn, (), {}, options)
+    assert big.id == 2**40

@@ -155,7 +155,7 @@ typedef struct {
     PyObject *extra;
     PyObject *first_failed_at;
     PyObject *fn;
-    PyObject *id;
+    Py_ssize_t id;  /* a number, not an object: a caller may hold a million handles */
     PyObject *kwargs;
     PyObject *options;
     PyObject *state;
@@ -163,7 +163,7 @@ typedef struct {
 } JobBase;
 
 /* Visit only what the collector tracks.  A finished job's fields are mostly None, ints
- * (its id, attempts, often its result) or shared objects; calling the collector's visit
+ * (attempts, often its result) or shared objects; calling the collector's visit
  * function for an untracked object does nothing, so the call is skipped here.  (For
  * objects whose type supports the collector but which are not tracked themselves, the
  * visit still happens; that is as cheap as it was and still correct.) */
@@ -187,7 +187,6 @@ job_traverse(JobBase *self, visitproc visit, void *arg)
     VISIT_TRACKED(self->extra);
     VISIT_TRACKED(self->first_failed_at);
     VISIT_TRACKED(self->fn);
-    VISIT_TRACKED(self->id);
     VISIT_TRACKED(self->kwargs);
     VISIT_TRACKED(self->options);
     /* self->state is not visited: it is always a member of asyncq.JobState, which the
@@ -215,7 +214,6 @@ job_clear(JobBase *self)
     Py_CLEAR(self->extra);
     Py_CLEAR(self->first_failed_at);
     Py_CLEAR(self->fn);
-    Py_CLEAR(self->id);
     Py_CLEAR(self->kwargs);
     Py_CLEAR(self->options);
     Py_CLEAR(self->state);
@@ -255,7 +253,9 @@ static PyAsyncMethods job_as_async = {
 };
 
 /* T_OBJECT_EX: reading an unset field raises AttributeError, as an unset slot does.
- * ``state`` must only ever hold a member of asyncq.JobState (see job_traverse). */
+ * ``state`` must only ever hold a member of asyncq.JobState (see job_traverse).  ``id`` is
+ * a C integer (an int object per handle would stay alive as long as the handle), read as
+ * a new int; it is set by make_job(), the only way the pool makes a job. */
 static PyMemberDef job_members[] = {
     {"_outcome", T_OBJECT_EX, offsetof(JobBase, outcome), 0, NULL},
     {"args", T_OBJECT_EX, offsetof(JobBase, args), 0, NULL},
@@ -263,7 +263,7 @@ static PyMemberDef job_members[] = {
     {"extra", T_OBJECT_EX, offsetof(JobBase, extra), 0, NULL},
     {"first_failed_at", T_OBJECT_EX, offsetof(JobBase, first_failed_at), 0, NULL},
     {"fn", T_OBJECT_EX, offsetof(JobBase, fn), 0, NULL},
-    {"id", T_OBJECT_EX, offsetof(JobBase, id), 0, NULL},
+    {"id", T_PYSSIZET, offsetof(JobBase, id), 0, NULL},
     {"kwargs", T_OBJECT_EX, offsetof(JobBase, kwargs), 0, NULL},
     {"options", T_OBJECT_EX, offsetof(JobBase, options), 0, NULL},
     {"state", T_OBJECT_EX, offsetof(JobBase, state), 0, NULL},
@@ -307,12 +307,16 @@ make_job(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_RuntimeError, "make_job() before set_states()");
         return NULL;
     }
+    Py_ssize_t id = PyLong_AsSsize_t(args[1]);
+    if (id == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
     PyTypeObject *type = (PyTypeObject *)cls;
     JobBase *job = (JobBase *)type->tp_alloc(type, 0);
     if (job == NULL) {
         return NULL;
     }
-    job->id = Py_NewRef(args[1]);
+    job->id = id;
     job->fn = Py_NewRef(args[2]);
     job->args = Py_NewRef(args[3]);
     job->kwargs = Py_NewRef(args[4]);
