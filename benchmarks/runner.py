@@ -191,7 +191,7 @@ def scaled_jobs(jobs: int, seconds: float, min_seconds: float) -> int:
     if seconds <= 0:
         return jobs * MAX_SCALE
     want = math.ceil(round(jobs * min_seconds * 1.1 / seconds, 3))  # no float dust
-    step = 10 ** max(0, len(str(want)) - 2)
+    step = int(10 ** max(0, len(str(want)) - 2))  # ** with an int exponent is typed Any
     return min(-(-want // step) * step, jobs * MAX_SCALE)
 
 

@@ -399,8 +399,11 @@ async def test_an_event_structlog_cannot_log_never_ends_a_worker_or_strands_a_jo
     assert await jobs["flaky"] == "second time lucky"
     assert jobs["dead"].state is asyncq.JobState.DEAD
     assert jobs["cancelled"].state is asyncq.JobState.CANCELLED
-    reported = {record.args[1] for record in caplog.records  # type: ignore[index]
-                if record.name == "asyncq"}
+    reported = set()
+    for record in caplog.records:
+        if record.name == "asyncq":
+            assert isinstance(record.args, tuple)  # (level, event)
+            reported.add(record.args[1])
     assert reported >= {"pool.started", "job.started", "job.retry_scheduled", "job.dead",
                         "job.cancelled", "job.retry_on_failed", "job.retry_backoff_failed",
                         "pool.closed"}

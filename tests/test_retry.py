@@ -7,7 +7,7 @@ import asyncio
 import dataclasses
 import itertools
 import random
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -150,6 +150,13 @@ class SameRetry(asyncq.Retry):
     """A ``Retry`` subclass that changes nothing, so the pool asks it the long way."""
 
 
+def attempt_now() -> int:
+    """The number of the running job's current attempt (called from a job's code)."""
+    job = asyncq.current_job()
+    assert job is not None
+    return job.attempts
+
+
 def spy_on_the_long_way(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The ids of the jobs whose retry went the long way (through ``schedule_retry``)."""
     calls: list[int] = []
@@ -163,12 +170,19 @@ def spy_on_the_long_way(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-async def run_mixed_failures(policy: asyncq.Retry, clock: list[float]) -> tuple[object, ...]:
+#: What became of each job (state, attempts, result or error class name), the counters
+#: (succeeded, failed, retried, dead) and the dead letters (job id, attempts, reason, error
+#: class name, first and last failure time).
+MixedOutcome = tuple[list[tuple[asyncq.JobState, int, int | str]], tuple[int, int, int, int],
+                     list[tuple[int, int, str, str, float, float]]]
+
+
+async def run_mixed_failures(policy: asyncq.Retry, clock: list[float]) -> MixedOutcome:
     """Jobs that fail 0-3 times, refuse to retry, or ask for a retry later; what became of
     each (state, attempts, outcome), the counters and the dead letters. Each attempt sets
     the wall clock (``clock[0]``) to ``10 * i + attempt``."""
     async def job(i: int) -> int:
-        attempt = asyncq.current_job().attempts  # type: ignore[union-attr]
+        attempt = attempt_now()
         clock[0] = 10.0 * i + attempt
         if i % 5 == 0:
             raise ValueError(f"bad {i}")  # not in retry_on
@@ -221,12 +235,15 @@ class Transient(Exception, metaclass=abc.ABCMeta):
 Transient.register(KeyError)
 
 
-class Disguised(Exception):
-    """An error that passes for a ``ConnectionError`` through ``__class__``."""
+def disguised_as(name: str, real: type[Exception], **attributes: Any) -> type[Exception]:
+    """An error class whose instances pass for ``real`` through a ``__class__`` property
+    (what ``isinstance`` consults when the real class does not match)."""
+    namespace = {"__class__": property(lambda self: real), **attributes}
+    return cast("type[Exception]", type(name, (Exception,), namespace))
 
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        return ConnectionError
+
+#: An error that passes for a ``ConnectionError``.
+Disguised = disguised_as("Disguised", ConnectionError)
 
 
 @pytest.mark.parametrize(("retry_on", "error"), [
@@ -270,7 +287,7 @@ async def test_the_short_path_remembers_a_bounded_number_of_error_classes() -> N
     classes = [type(f"E{i}", (ConnectionError,), {}) for i in range(100)]
 
     async def fail_once(i: int) -> int:
-        if asyncq.current_job().attempts == 1:  # type: ignore[union-attr]
+        if attempt_now() == 1:
             raise classes[i]("once")
         return i
 
@@ -307,14 +324,8 @@ class PretenderError(ValueError, metaclass=AlwaysEqual):
     """An error that would pass for a ``ConnectionResetError`` in a set or a dict."""
 
 
-class LaterInDisguise(Exception):
-    """An error that passes for a ``RetryLater`` through ``__class__``, with its delay."""
-
-    delay = 60.0
-
-    @property  # type: ignore[misc]
-    def __class__(self) -> type:
-        return asyncq.RetryLater
+#: An error that passes for a ``RetryLater``, with its delay.
+LaterInDisguise = disguised_as("LaterInDisguise", asyncq.RetryLater, delay=60.0)
 
 
 async def test_error_classes_with_their_own_metaclass_or_class_go_the_long_way() -> None:
