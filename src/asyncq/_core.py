@@ -218,9 +218,9 @@ class Core(Admission):
         """The attempt raised: retry it on the timer, or bury it in the dead letters."""
         policy = job.options.retry
         cls = type(error)
-        if (job.attempts < policy.attempts and type(cls) is type  # hashed by identity
+        if (job.attempts < policy.attempts and not self.debug and not self.balancing
+                and type(cls) is type  # so hashed by identity, below
                 and (self.at_once.get(cls) is policy or self.learn_at_once(cls, policy))
-                and not self.debug and not self.balancing
                 and job.extra is None):  # no cancel request, no latency sample
             # A zero-delay retry of a plain job, decided without asking user code: what
             # the rest of fail(), schedule_retry() and enqueue() do in this case, inline
@@ -241,7 +241,6 @@ class Core(Admission):
             self.run_samples.add(self.clock() - extra.t0)
         if job.first_failed_at is None:
             job.first_failed_at = time.time()
-        policy = job.options.retry
         delay: float | None = None
         self.routing += 1  # still counted while user code below runs
         try:

@@ -69,31 +69,27 @@ class EventLog:
 
     def debug(self, event: str, **fields: Any) -> None:
         """Log a debug event."""
-        try:
-            self.logger.debug(event, **fields)
-        except Exception:
-            not_logged("debug", event)
+        self.emit(self.logger.debug, "debug", event, fields)
 
     def info(self, event: str, **fields: Any) -> None:
         """Log an info event."""
-        try:
-            self.logger.info(event, **fields)
-        except Exception:
-            not_logged("info", event)
+        self.emit(self.logger.info, "info", event, fields)
 
     def warning(self, event: str, **fields: Any) -> None:
         """Log a warning event."""
-        try:
-            self.logger.warning(event, **fields)
-        except Exception:
-            not_logged("warning", event)
+        self.emit(self.logger.warning, "warning", event, fields)
 
     def error(self, event: str, **fields: Any) -> None:
         """Log an error event."""
+        self.emit(self.logger.error, "error", event, fields)
+
+    @staticmethod
+    def emit(method: Any, level: str, event: str, fields: dict[str, Any]) -> None:
+        """Call structlog's ``method``; report a failure instead of raising it."""
         try:
-            self.logger.error(event, **fields)
+            method(event, **fields)
         except Exception:
-            not_logged("error", event)
+            not_logged(level, event)
 
 
 def not_logged(level: str, event: str) -> None:
