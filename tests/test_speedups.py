@@ -40,6 +40,21 @@ def speedups() -> types.ModuleType:
         raise AssertionError(BUILD_HINT) from error
 
 
+def speedups_with_states() -> types.ModuleType:
+    """The C module, with the states and finished class set as ``asyncq._job`` sets them
+    when it uses the C storage (under ``ASYNCQ_PURE_PYTHON=1`` it does not)."""
+    module = speedups()
+    if not _job.SPEEDUPS:
+        base: Any = module.JobBase
+
+        class Finished(base):
+            __slots__ = ()
+
+        module.adopt(Finished)
+        module.set_states(asyncq.JobState.WAITING, asyncq.JobState.SUCCEEDED, Finished)
+    return module
+
+
 def test_the_c_storage_is_used_unless_pure_python_is_asked_for() -> None:
     if os.environ.get("ASYNCQ_PURE_PYTHON") == "1":
         assert not _job.SPEEDUPS
@@ -192,7 +207,7 @@ def test_the_c_helpers_reject_what_they_cannot_handle() -> None:
 
 
 def test_an_adopted_class_is_walked_by_the_collector() -> None:
-    module = speedups()
+    module = speedups_with_states()
 
     base: Any = module.JobBase
 
@@ -200,7 +215,6 @@ def test_an_adopted_class_is_walked_by_the_collector() -> None:
         __slots__ = ()
 
     module.adopt(Plain)
-    module.set_states(asyncq.JobState.WAITING, asyncq.JobState.SUCCEEDED)  # as _job does
     made = module.make_job(Plain, 1, None, (), {}, None)
     assert type(made) is Plain
     alive = weakref.ref(made)
@@ -238,7 +252,7 @@ def test_make_job_gives_a_waiting_job_with_every_field_set() -> None:
     assert made.state is asyncq.JobState.WAITING
     assert made.attempts == 0
     assert made._outcome is made.extra is made.first_failed_at is None
-    module = speedups()  # the C function's own checks, whichever storage Job uses
+    module = speedups_with_states()  # the C function's own checks, whichever storage
     with pytest.raises(TypeError, match="6 arguments"):
         module.make_job(module.JobBase, 7)
     with pytest.raises(TypeError, match="subclass of JobBase"):

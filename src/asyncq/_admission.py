@@ -22,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from asyncq._errors import DependencyFailed, JobCancelled, PoolClosed, QueueFull, WrongLoop
-from asyncq._job import DELAYED, Job, job_class_for, make_job
+from asyncq._job import DELAYED, SUCCEEDED, Job, job_class_for, make_job
 from asyncq._options import JobOptions
 from asyncq._stats import SAMPLE_GAP_MAX, next_sample_mask
 from asyncq._validate import check_job_function
@@ -197,9 +197,10 @@ class Admission:
                              if self.sample_mask and self.open else None)
 
     def check_dependencies(self, options: JobOptions) -> None:
-        """Dependencies must be jobs of this pool."""
+        """Dependencies must be jobs of this pool, or have succeeded already (a succeeded
+        job has let go of its pool, and leaves nothing to wait for)."""
         for dependency in options.after:
-            if dependency._owner is not self:
+            if dependency.state is not SUCCEEDED and dependency._owner is not self:
                 raise ValueError(f"after: job {dependency.id} belongs to another pool")
 
     def admit_balanced(self, job: Job[Any]) -> None:

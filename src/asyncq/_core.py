@@ -26,7 +26,7 @@ from asyncq._errors import (
     PoolNotStarted,
     RetryLater,
 )
-from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job, wake
+from asyncq._job import CANCELLED, DEAD, DELAYED, RUNNING, SUCCEEDED, WAITING, Job, let_go, wake
 from asyncq._rate import RateLimit
 from asyncq._retry import Retry, retries_at_once
 from asyncq._stats import Samples
@@ -167,6 +167,7 @@ class Core(Admission):
         self.succeeded += 1
         if job.extra is not None or self.watch:
             self.after_success(job)
+        let_go(job, job.options.inert)
 
     def after_success(self, job: Job[Any]) -> None:
         """The rarer parts of a success: a latency sample, a log event, the drain check."""

@@ -161,7 +161,6 @@ else:
     _JobBase = _speedups.JobBase
     make_job = _speedups.make_job
     _adopt = _speedups.adopt
-    _speedups.set_states(WAITING, SUCCEEDED)
 
 
 class Job(_JobBase, Generic[T]):
@@ -172,6 +171,12 @@ class Job(_JobBase, Generic[T]):
     cancelled. Awaiting with a timeout, or cancelling the awaiting task, never cancels the
     job; only :meth:`cancel` does. The handle may be dropped: the pool keeps the job alive
     until it is terminal. It cannot be pickled or copied.
+
+    Once it has succeeded, a handle keeps its id, state, attempts, options and result and
+    lets go of the rest: its arguments, its function (``fn`` is then ``None``) and its
+    pool (its class becomes ``Job`` itself). Holding many finished handles keeps nothing
+    else alive, and, in the usual case, costs the garbage collector nothing (see
+    :func:`finish`).
     """
 
     # The fields live in the base (``_speedups.JobBase`` or ``_JobSlots``); a subclass that
@@ -181,7 +186,8 @@ class Job(_JobBase, Generic[T]):
     # Every field is filled by the pool's admission (``Admission.admit``), the only place
     # jobs are made. ``_outcome`` holds, until the job is terminal, the futures of the
     # callers awaiting it (a list, or None while nobody waits); then the job's result, or
-    # its final exception.
+    # its final exception. ``fn``, ``args`` and ``kwargs`` are None once it has succeeded,
+    # and ``_owner`` (the pool's core, a class attribute of the pool's subclass) is gone.
     _owner: ClassVar[_Canceller]
     id: int
     fn: Callable[..., Any]
@@ -246,7 +252,10 @@ class Job(_JobBase, Generic[T]):
         raise TypeError(f"a {type(self).__name__} handle cannot be pickled or copied")
 
     def __repr__(self) -> str:
-        name = getattr(self.fn, "__qualname__", repr(self.fn))
+        fn = self.fn
+        if fn is None:  # succeeded: the function is let go (see finish)
+            return f"<Job {self.id} {self.state.name} attempts={self.attempts}>"
+        name = getattr(fn, "__qualname__", repr(fn))
         return f"<Job {self.id} {name} {self.state.name} attempts={self.attempts}>"
 
     # -- used by the pool -------------------------------------------------------------
@@ -288,6 +297,34 @@ class Job(_JobBase, Generic[T]):
 
 
 _adopt(Job)
+
+if TYPE_CHECKING or _speedups is None:
+
+    def let_go(job: Job[Any], inert: bool) -> None:
+        """A succeeded job lets go of its function and of its pool (see ``finish``)."""
+        job.fn = None  # type: ignore[assignment]
+        if type(job) is not Job:
+            job.__class__ = Job  # a per-pool subclass with the same (empty) slots
+
+    def finish(job: Job[Any], result: Any, inert: bool) -> list[asyncio.Future[None]] | None:
+        """RUNNING -> SUCCEEDED with ``result``; return the callers' futures to wake.
+
+        The job keeps its id, state, attempts and result; it drops its arguments, its
+        function and its pool (its class becomes :class:`Job` itself), so a caller holding
+        many finished handles keeps nothing else alive. The C storage then also takes the
+        job off the garbage collector's lists when nothing it still holds could refer back
+        to it: its result is not tracked by the collector and its options are ``inert``.
+        """
+        waiters: list[asyncio.Future[None]] | None = job._outcome
+        job.state = SUCCEEDED
+        job._outcome = result
+        job.args = job.kwargs = None  # type: ignore[assignment]
+        let_go(job, inert)
+        return waiters
+else:
+    let_go = _speedups.let_go
+    finish = _speedups.finish
+    _speedups.set_states(WAITING, SUCCEEDED, Job)
 
 
 def job_class_for(owner: _Canceller) -> type[Job[Any]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -33,12 +34,19 @@ class JobOptions:
     after: tuple[Any, ...] = ()  # asyncq.Job handles (checked by the submitter)
     plain: bool = field(init=False, repr=False, compare=False)
     key_only: bool = field(init=False, repr=False, compare=False)
+    #: Nothing these options hold can refer back to a job: no dependencies, a key and a
+    #: group the garbage collector does not track (None, ints, strings, ...), and a plain
+    #: ``Retry`` whose ``retry_on`` types are built in. A succeeded job with inert options
+    #: and an untracked result leaves the collector's lists (``asyncq._job.finish``).
+    inert: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         lane_free = self.priority == 0 and self.group is None and not self.after
         object.__setattr__(self, "plain", lane_free and self.key is None)
         object.__setattr__(self, "key_only", lane_free and self.key is not None
                            and not self.delay)
+        object.__setattr__(self, "inert", not self.after and not gc.is_tracked(self.key)
+                           and not gc.is_tracked(self.group) and inert_retry(self.retry))
 
     def derive(
         self,
@@ -68,6 +76,13 @@ class JobOptions:
         if after is not _UNSET:
             changes["after"] = tuple(after)  # checked by the submitter (check_after)
         return replace(self, **changes) if changes else self
+
+
+def inert_retry(policy: Retry) -> bool:
+    """A plain ``Retry`` whose ``retry_on`` is a tuple of built-in (untracked) types."""
+    retry_on = policy.retry_on
+    return (type(policy) is Retry and type(retry_on) is tuple
+            and not any(gc.is_tracked(cls) for cls in retry_on))
 
 
 def check_retry(value: object) -> Retry:

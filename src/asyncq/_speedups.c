@@ -19,9 +19,11 @@
 #include <Python.h>
 #include <structmember.h>
 
-/* JobState.WAITING and JobState.SUCCEEDED, handed over once by asyncq._job (set_states). */
+/* JobState.WAITING and JobState.SUCCEEDED, and the class Job a succeeded job is moved to
+ * (see let_go), handed over once by asyncq._job (set_states). */
 static PyObject *waiting_state = NULL;
 static PyObject *succeeded_state = NULL;
+static PyTypeObject *finished_class = NULL;
 
 /* -- Ready: the iterator ``await job`` gets for a job that has already succeeded -------- */
 
@@ -357,13 +359,114 @@ adopt(PyObject *Py_UNUSED(module), PyObject *cls)
 static PyObject *
 set_states(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {
-    if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "set_states(waiting, succeeded)");
+    if (nargs != 3) {
+        PyErr_SetString(PyExc_TypeError, "set_states(waiting, succeeded, finished_class)");
+        return NULL;
+    }
+    PyObject *cls = args[2];
+    if (!PyType_Check(cls) || !PyType_IsSubtype((PyTypeObject *)cls, &JobBaseType)
+        || ((PyTypeObject *)cls)->tp_basicsize != JobBaseType.tp_basicsize
+        || ((PyTypeObject *)cls)->tp_traverse != (traverseproc)job_traverse_heap) {
+        PyErr_Format(PyExc_TypeError, "set_states() needs an adopted subclass of JobBase, got %R",
+                     cls);
         return NULL;
     }
     Py_XSETREF(waiting_state, Py_NewRef(args[0]));
     Py_XSETREF(succeeded_state, Py_NewRef(args[1]));
+    Py_XSETREF(finished_class, (PyTypeObject *)Py_NewRef(cls));
     Py_RETURN_NONE;
+}
+
+/* What a succeeded job lets go of (after its result is set): its function, and its pool,
+ * by moving from the pool's own subclass to the class Job itself (same layout, no storage
+ * of its own: as ``job.__class__ = Job`` does).  Then, when nothing it still holds can lead
+ * back to it, it leaves the collector's lists.
+ *
+ * That is the rule CPython applies to tuples and dicts holding only atoms: an object may
+ * go untracked when none of its references is to a tracked object, because it can then be
+ * part of no cycle.  What a succeeded job still holds: its result (checked here), its
+ * options (``inert`` from the caller: JobOptions.inert says they reach no object that could
+ * refer back to a job), its state (a JobState member), attempts (an int), first_failed_at
+ * (a float or None), the class Job (kept by its module), and None in every other field.
+ * A caller holding a million finished handles then costs the collector nothing. */
+static int
+release(JobBase *job, PyObject *inert)
+{
+    Py_SETREF(job->fn, Py_NewRef(Py_None));
+    PyTypeObject *type = Py_TYPE(job);
+    if (finished_class == NULL || !PyType_IsSubtype(type, finished_class)) {
+        return 0; /* not a pool's job: keep it as it is, tracked */
+    }
+    if (type != finished_class) {
+        /* the adopted subclasses share JobBase's layout (checked by adopt and set_states) */
+        Py_SET_TYPE(job, (PyTypeObject *)Py_NewRef(finished_class));
+        Py_DECREF(type);
+    }
+    if (inert == Py_True && job->extra == Py_None && job->args == Py_None
+        && job->kwargs == Py_None && job->state == succeeded_state
+        && !(PyType_IS_GC(Py_TYPE(job->outcome)) && PyObject_GC_IsTracked(job->outcome))
+        && !(PyType_IS_GC(Py_TYPE(job->first_failed_at))
+             && PyObject_GC_IsTracked(job->first_failed_at))
+        && PyObject_GC_IsTracked((PyObject *)job)) {
+        PyObject_GC_UnTrack(job);
+    }
+    return 0;
+}
+
+static JobBase *
+job_arg(PyObject *obj, const char *name)
+{
+    if (!PyObject_TypeCheck(obj, &JobBaseType)) {
+        PyErr_Format(PyExc_TypeError, "%s() needs a job, got %R", name, obj);
+        return NULL;
+    }
+    if (succeeded_state == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "%s() before set_states()", name);
+        return NULL;
+    }
+    return (JobBase *)obj;
+}
+
+/* let_go(job, inert): release() for a job whose result is already set (Core.succeed). */
+static PyObject *
+let_go(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_Format(PyExc_TypeError, "let_go() takes 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    JobBase *job = job_arg(args[0], "let_go");
+    if (job == NULL || job->state != succeeded_state) {
+        if (job != NULL) {
+            PyErr_SetString(PyExc_ValueError, "let_go() needs a succeeded job");
+        }
+        return NULL;
+    }
+    release(job, args[1]);
+    Py_RETURN_NONE;
+}
+
+/* finish(job, result, inert): a running job succeeds.  SUCCEEDED, the result kept, the
+ * arguments dropped, then release(); returns what ``_outcome`` held before (the callers'
+ * futures to wake, or None).  One call for the worker's common case. */
+static PyObject *
+finish(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "finish() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    JobBase *job = job_arg(args[0], "finish");
+    if (job == NULL) {
+        return NULL;
+    }
+    PyObject *waiters = job->outcome; /* handed to the caller */
+    job->outcome = Py_NewRef(args[1]);
+    Py_SETREF(job->state, Py_NewRef(succeeded_state));
+    Py_SETREF(job->args, Py_NewRef(Py_None));
+    Py_SETREF(job->kwargs, Py_NewRef(Py_None));
+    release(job, args[2]);
+    return waiters != NULL ? waiters : Py_NewRef(Py_None);
 }
 
 static PyMethodDef module_methods[] = {
@@ -371,7 +474,11 @@ static PyMethodDef module_methods[] = {
     {"make_job", (PyCFunction)(void (*)(void))make_job, METH_FASTCALL,
      "make_job(cls, id, fn, args, kwargs, options): a WAITING job, every field set."},
     {"set_states", (PyCFunction)(void (*)(void))set_states, METH_FASTCALL,
-     "set_states(waiting, succeeded): the JobState members the C code needs."},
+     "set_states(waiting, succeeded, finished_class): what the C code needs from _job."},
+    {"finish", (PyCFunction)(void (*)(void))finish, METH_FASTCALL,
+     "finish(job, result, inert): the job succeeds; returns the futures to wake, or None."},
+    {"let_go", (PyCFunction)(void (*)(void))let_go, METH_FASTCALL,
+     "let_go(job, inert): a succeeded job drops its function and pool (see release)."},
     {NULL},
 };
 

@@ -20,7 +20,7 @@ from typing import Any
 from asyncq._admission import NO_KWARGS
 from asyncq._context import run_in_context
 from asyncq._core import Core
-from asyncq._job import RUNNING, SUCCEEDED, WAITING, Job, wake
+from asyncq._job import RUNNING, WAITING, Job, finish, wake
 
 #: Jobs a worker may run back to back before it yields to the event loop.
 YIELD_EVERY = 64
@@ -151,16 +151,13 @@ class Worker:
                     self.job = None
                     if self.flagged:
                         self.route(job, result, None)
+                    elif job.extra is not None or core.watch:
+                        core.succeed(job, result)  # a latency sample, a log event, a key...
                     else:  # the common case, inline: RUNNING -> SUCCEEDED (see Core.succeed)
-                        waiters = job._outcome
-                        job.state = SUCCEEDED
-                        job._outcome = result
-                        job.args = job.kwargs = None  # type: ignore[assignment]
+                        waiters = finish(job, result, job.options.inert)
                         if waiters is not None:
                             wake(waiters)
                         core.succeeded += 1
-                        if job.extra is not None or core.watch:
-                            core.after_success(job)
                 budget -= 1
                 if not budget:
                     budget = YIELD_EVERY
