@@ -1,0 +1,250 @@
+"""What a succeeded job keeps, and that letting go of the rest leaks nothing.
+
+A succeeded handle keeps its id, state, attempts, options and result. It drops its
+arguments, its function and its pool (its class becomes ``asyncq.Job``). With the C storage
+it also leaves the garbage collector's lists when nothing it still holds could refer back
+to it (see ``asyncq._job.finish``). The tests below build the reference cycles a program
+makes through a job: its function, its pool's ``on_dead``, its key, its result, its retry
+policy. Each cycle must still be collected once the program drops it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+from typing import Any
+
+import pytest
+
+import asyncq
+from asyncq import _job
+from asyncq._options import JobOptions
+from tests.test_speedups import speedups_with_states
+
+
+async def double(i: int) -> int:
+    return 2 * i
+
+
+async def test_a_succeeded_job_keeps_its_result_and_lets_go_of_the_rest() -> None:
+    async with asyncq.Pool(workers=1) as pool:
+        job = await pool.submit(double, 21)
+        assert type(job) is not asyncq.Job  # until it ends: the pool's own subclass
+        assert isinstance(job, asyncq.Job)
+        assert job.fn is double
+        options = job.options
+        assert await job == 42
+        assert type(job) is asyncq.Job
+        assert (job.fn, job.args, job.kwargs) == (None, None, None)
+        assert job.options is options
+        assert (job.state, job.attempts, job.error) == (asyncq.JobState.SUCCEEDED, 1, None)
+        assert repr(job) == f"<Job {job.id} SUCCEEDED attempts=1>"
+        assert not job.cancel()
+        assert await job == 42  # awaiting again still gives the result
+    # with the C storage, out of the collector's lists; pure Python cannot untrack
+    assert gc.is_tracked(job) is not _job.SPEEDUPS
+
+
+async def test_every_path_to_success_lets_go() -> None:
+    """The worker's inline path, and Core.succeed (a latency sample, a key, a retry)."""
+    retry = asyncq.Retry(attempts=2, delay=0.0, jitter=False)
+    failed: set[int] = set()
+
+    async def flaky(i: int) -> int:
+        if i not in failed:
+            failed.add(i)
+            raise ValueError(i)
+        return i
+
+    async with asyncq.Pool(workers=2, retry=retry) as pool:
+        jobs = [await pool.submit(double, i) for i in range(50)]  # some are timed samples
+        jobs += [await pool.options(key="k").submit(double, i) for i in range(5)]
+        jobs += [await pool.submit(flaky, i) for i in range(5)]  # first_failed_at is set
+        await pool.map(double, range(3))
+        for job in jobs:
+            await job
+    for job in jobs:
+        assert type(job) is asyncq.Job
+        assert job.fn is None
+        assert gc.is_tracked(job) is not _job.SPEEDUPS
+    assert all(job.first_failed_at is not None for job in jobs[-5:])
+
+
+async def test_a_job_that_did_not_succeed_keeps_what_it_ran() -> None:
+    async def boom() -> None:
+        raise ValueError("no")
+
+    async with asyncq.Pool(workers=1) as pool:
+        dead = await pool.submit(boom)
+        with pytest.raises(ValueError):
+            await dead
+        assert dead.state is asyncq.JobState.DEAD
+        assert dead.fn is boom
+        assert type(dead) is not asyncq.Job
+        assert gc.is_tracked(dead)
+
+
+class Holder:
+    """Something that keeps handles, and is reached from a job."""
+
+    def __init__(self) -> None:
+        self.jobs: list[Any] = []
+
+    async def work(self, i: int) -> int:
+        return i
+
+    def alert(self, letter: asyncq.DeadLetter) -> None:
+        pass
+
+
+async def collected(make: Any) -> None:
+    """Run ``make()`` (it returns what must be collected), drop it, and check it goes."""
+    alive = weakref.ref(await make())
+    gc.collect()
+    assert alive() is None, "a cycle through a finished job was not collected"
+
+
+async def test_a_cycle_through_the_function_is_collected() -> None:
+    async def make() -> Holder:
+        holder = Holder()
+        async with asyncq.Pool(workers=1) as pool:
+            holder.jobs.append(await pool.submit(holder.work, 1))  # job -> fn -> holder
+            assert await holder.jobs[0] == 1
+        return holder
+
+    await collected(make)
+
+
+async def test_a_cycle_through_a_closure_is_collected() -> None:
+    class Box:
+        pass
+
+    async def make() -> Box:
+        box = Box()
+        handles: list[Any] = []
+
+        async def work() -> int:
+            return len(handles) + (box is not None)  # job -> fn -> cells -> handles, box
+
+        async with asyncq.Pool(workers=1) as pool:
+            handles.append(await pool.submit(work))
+            await handles[0]
+        return box
+
+    await collected(make)
+
+
+async def test_a_cycle_through_the_pool_is_collected() -> None:
+    class Orchestrator(Holder):
+        def __init__(self) -> None:
+            super().__init__()
+            self.pool = asyncq.Pool(workers=1, on_dead=self.alert)  # pool -> self
+
+    async def make() -> Orchestrator:
+        orchestrator = Orchestrator()
+        async with orchestrator.pool:
+            # job -> (its pool's class) -> core -> on_dead -> orchestrator -> job
+            orchestrator.jobs.append(await orchestrator.pool.submit(double, 1))
+            await orchestrator.jobs[0]
+        return orchestrator
+
+    await collected(make)
+
+
+async def test_a_cycle_through_the_key_is_collected() -> None:
+    async def make() -> Holder:
+        key = Holder()
+        async with asyncq.Pool(workers=1) as pool:
+            key.jobs.append(await pool.options(key=key).submit(double, 1))  # job -> key
+            await key.jobs[0]
+            assert not key.jobs[0].options.inert
+        return key
+
+    await collected(make)
+
+
+async def test_a_cycle_through_the_result_is_collected() -> None:
+    class Result:
+        job: Any = None
+
+    async def me() -> Result:
+        result = Result()
+        result.job = asyncq.current_job()  # the result refers to its own job
+        return result
+
+    async def make() -> Result:
+        async with asyncq.Pool(workers=1) as pool:
+            job = await pool.submit(me)
+            result = await job
+            assert gc.is_tracked(job)  # its result is tracked: so is the job
+        return result
+
+    await collected(make)
+
+
+async def test_a_cycle_through_the_retry_policy_is_collected() -> None:
+    async def make() -> type[Exception]:
+        class Flaky(Exception):
+            jobs: list[Any] = []  # job -> options -> retry -> Flaky -> jobs -> job
+
+        retry = asyncq.Retry(attempts=2, delay=0.0, retry_on=(Flaky,))
+        async with asyncq.Pool(workers=1, retry=retry) as pool:
+            Flaky.jobs.append(await pool.submit(double, 1))
+            await Flaky.jobs[0]
+        return Flaky
+
+    await collected(make)
+
+
+def test_options_are_inert_when_nothing_they_hold_is_tracked() -> None:
+    class Custom(Exception):
+        pass
+
+    assert JobOptions().inert
+    assert JobOptions(key="env:prod", group=3, priority=5, timeout=1.0).inert
+    assert JobOptions(retry=asyncq.Retry(retry_on=(ValueError, OSError))).inert
+    assert not JobOptions(key=Holder()).inert
+    assert not JobOptions(group=Holder()).inert
+    assert not JobOptions(retry=asyncq.Retry(retry_on=(Custom,))).inert
+    assert not JobOptions(retry=asyncq.Retry(retry_on=lambda exc: True)).inert
+    assert not JobOptions(after=(object(),)).inert
+    assert JobOptions().derive(key="a").inert
+    assert not JobOptions().derive(key=Holder()).inert
+
+
+async def test_after_takes_a_succeeded_job_of_another_pool_but_not_a_waiting_one() -> None:
+    async with asyncq.Pool(workers=1) as first, asyncq.Pool(workers=1) as second:
+        done = await first.submit(double, 1)
+        assert await done == 2
+        follower = await second.options(after=[done]).submit(double, 2)
+        assert await follower == 4
+        release = asyncio.Event()
+
+        async def hold() -> None:
+            await release.wait()
+
+        blocker = await first.submit(hold)
+        with pytest.raises(ValueError, match="after: job .* belongs to another pool"):
+            await second.options(after=[blocker]).submit(double, 3)
+        release.set()
+        await blocker
+
+
+def test_the_c_functions_check_their_arguments() -> None:
+    module = speedups_with_states()
+    base: Any = module.JobBase
+    job = module.make_job(base, 1, double, (1,), {}, None)
+    with pytest.raises(TypeError, match="3 arguments"):
+        module.finish(job, 1)
+    with pytest.raises(TypeError, match="needs a job"):
+        module.finish(object(), 1, True)
+    with pytest.raises(ValueError, match="succeeded job"):
+        module.let_go(job, True)  # still WAITING
+    with pytest.raises(TypeError, match="adopted subclass"):
+        module.set_states(asyncq.JobState.WAITING, asyncq.JobState.SUCCEEDED, base)
+    assert module.finish(job, 5, True) is None  # nobody awaited it
+    assert (job.state, job._outcome, job.fn, job.args) == (asyncq.JobState.SUCCEEDED, 5, None,
+                                                           None)
+    assert type(job) is base  # not a subclass of the finished class: left as it is
+    assert gc.is_tracked(job)
