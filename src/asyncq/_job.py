@@ -186,8 +186,8 @@ class Job(_JobBase, Generic[T]):
     # Every field is filled by the pool's admission (``Admission.admit``), the only place
     # jobs are made. ``_outcome`` holds, until the job is terminal, the futures of the
     # callers awaiting it (a list, or None while nobody waits); then the job's result, or
-    # its final exception. ``fn``, ``args`` and ``kwargs`` are None once it has succeeded,
-    # and ``_owner`` (the pool's core, a class attribute of the pool's subclass) is gone.
+    # its final exception. ``fn``, ``args``, ``kwargs`` and ``first_failed_at`` are None
+    # once it has succeeded, and ``_owner`` (the pool's core, a class attribute of the pool's subclass) is gone.
     _owner: ClassVar[_Canceller]
     id: int
     fn: Callable[..., Any]
@@ -302,7 +302,7 @@ if TYPE_CHECKING or _speedups is None:
 
     def let_go(job: Job[Any], inert: bool) -> None:
         """A succeeded job lets go of its function and of its pool (see ``finish``)."""
-        job.fn = None  # type: ignore[assignment]
+        job.fn = job.first_failed_at = None  # type: ignore[assignment]
         if type(job) is not Job:
             job.__class__ = Job  # a per-pool subclass with the same (empty) slots
 
@@ -310,7 +310,7 @@ if TYPE_CHECKING or _speedups is None:
         """RUNNING -> SUCCEEDED with ``result``; return the callers' futures to wake.
 
         The job keeps its id, state, attempts and result; it drops its arguments, its
-        function and its pool (its class becomes :class:`Job` itself), so a caller holding
+        function, the time of its first failure (kept for a dead letter) and its pool (its class becomes :class:`Job` itself), so a caller holding
         many finished handles keeps nothing else alive. The C storage then also takes the
         job off the garbage collector's lists when nothing it still holds could refer back
         to it: its result is not tracked by the collector and its options are ``inert``.

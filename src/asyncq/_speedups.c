@@ -386,13 +386,15 @@ set_states(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
  * go untracked when none of its references is to a tracked object, because it can then be
  * part of no cycle.  What a succeeded job still holds: its result (checked here), its
  * options (``inert`` from the caller: JobOptions.inert says they reach no object that could
- * refer back to a job), its state (a JobState member), attempts (an int), first_failed_at
- * (a float or None), the class Job (kept by its module), and None in every other field.
+ * refer back to a job), its state (a JobState member), attempts (an int), the class Job
+ * (kept by its module), and None in every other field (first_failed_at, kept for a dead
+ * letter, is let go of here too).
  * A caller holding a million finished handles then costs the collector nothing. */
 static int
 release(JobBase *job, PyObject *inert)
 {
     Py_SETREF(job->fn, Py_NewRef(Py_None));
+    Py_SETREF(job->first_failed_at, Py_NewRef(Py_None));
     PyTypeObject *type = Py_TYPE(job);
     if (finished_class == NULL || !PyType_IsSubtype(type, finished_class)) {
         return 0; /* not a pool's job: keep it as it is, tracked */
@@ -405,8 +407,6 @@ release(JobBase *job, PyObject *inert)
     if (inert == Py_True && job->extra == Py_None && job->args == Py_None
         && job->kwargs == Py_None && job->state == succeeded_state
         && !(PyType_IS_GC(Py_TYPE(job->outcome)) && PyObject_GC_IsTracked(job->outcome))
-        && !(PyType_IS_GC(Py_TYPE(job->first_failed_at))
-             && PyObject_GC_IsTracked(job->first_failed_at))
         && PyObject_GC_IsTracked((PyObject *)job)) {
         PyObject_GC_UnTrack(job);
     }
