@@ -198,6 +198,73 @@ async def test_a_cycle_through_the_retry_policy_is_collected() -> None:
     await collected(make)
 
 
+async def test_a_cycle_made_later_through_a_plain_dict_result_is_collected() -> None:
+    """A dict of atoms is not tracked by CPython until something tracked goes in: a job
+    whose result it is must stay tracked, or the cycle made below could not be found."""
+
+    class Marker:
+        pass
+
+    async def record() -> dict[str, Any]:
+        return {"status": "ok", "n": 1}
+
+    async def make() -> Marker:
+        async with asyncq.Pool(workers=1) as pool:
+            job = await pool.submit(record)
+            result = await job
+        assert gc.is_tracked(job)
+        marker = Marker()
+        result["job"], result["marker"] = job, marker  # job -> result -> job
+        return marker
+
+    await collected(make)
+
+
+class Level(int):
+    """An int that can hold references (it has a ``__dict__``)."""
+
+    holder: Holder
+
+
+async def test_a_cycle_through_an_int_subclass_option_is_collected() -> None:
+    """``priority`` and ``Retry.attempts`` accept int subclasses, which may hold references."""
+
+    async def make_priority() -> Holder:
+        high = Level(5)
+        high.holder = Holder()  # job -> options -> high -> holder -> job
+        async with asyncq.Pool(workers=1) as pool:
+            high.holder.jobs.append(await pool.options(priority=high).submit(double, 1))
+            await high.holder.jobs[0]
+            assert not high.holder.jobs[0].options.inert
+        return high.holder
+
+    async def make_attempts() -> Holder:
+        attempts = Level(2)
+        attempts.holder = Holder()
+        async with asyncq.Pool(workers=1) as pool:
+            retry = asyncq.Retry(attempts=attempts)
+            attempts.holder.jobs.append(await pool.options(retry=retry).submit(double, 1))
+            await attempts.holder.jobs[0]
+        return attempts.holder
+
+    await collected(make_priority)
+    await collected(make_attempts)
+
+
+@pytest.mark.parametrize("field", ["fn", "args", "kwargs", "first_failed_at"])
+async def test_a_job_that_deletes_a_field_of_its_own_handle_still_succeeds(field: str) -> None:
+    async def vandal() -> int:
+        job = asyncq.current_job()
+        assert job is not None
+        delattr(job, field)
+        return 7
+
+    async with asyncq.Pool(workers=1) as pool:
+        job = await pool.submit(vandal)
+        assert await job == 7
+        assert job.state is asyncq.JobState.SUCCEEDED
+
+
 def test_options_are_inert_when_nothing_they_hold_is_tracked() -> None:
     class Custom(Exception):
         pass
@@ -205,7 +272,11 @@ def test_options_are_inert_when_nothing_they_hold_is_tracked() -> None:
     assert JobOptions().inert
     assert JobOptions(key="env:prod", group=3, priority=5, timeout=1.0).inert
     assert JobOptions(retry=asyncq.Retry(retry_on=(ValueError, OSError))).inert
+    assert JobOptions(key=("deploy", "prod", 3), group=(("a", 1), None)).inert
     assert not JobOptions(key=Holder()).inert
+    assert not JobOptions(key=("deploy", Holder())).inert
+    assert not JobOptions(priority=Level(1)).inert
+    assert not JobOptions(retry=asyncq.Retry(attempts=Level(2))).inert
     assert not JobOptions(group=Holder()).inert
     assert not JobOptions(retry=asyncq.Retry(retry_on=(Custom,))).inert
     assert not JobOptions(retry=asyncq.Retry(retry_on=lambda exc: True)).inert

@@ -187,7 +187,8 @@ class Job(_JobBase, Generic[T]):
     # jobs are made. ``_outcome`` holds, until the job is terminal, the futures of the
     # callers awaiting it (a list, or None while nobody waits); then the job's result, or
     # its final exception. ``fn``, ``args``, ``kwargs`` and ``first_failed_at`` are None
-    # once it has succeeded, and ``_owner`` (the pool's core, a class attribute of the pool's subclass) is gone.
+    # once it has succeeded, and ``_owner`` (the pool's core, a class attribute of the
+    # pool's subclass) is gone.
     _owner: ClassVar[_Canceller]
     id: int
     fn: Callable[..., Any]
@@ -310,10 +311,11 @@ if TYPE_CHECKING or _speedups is None:
         """RUNNING -> SUCCEEDED with ``result``; return the callers' futures to wake.
 
         The job keeps its id, state, attempts and result; it drops its arguments, its
-        function, the time of its first failure (kept for a dead letter) and its pool (its class becomes :class:`Job` itself), so a caller holding
-        many finished handles keeps nothing else alive. The C storage then also takes the
-        job off the garbage collector's lists when nothing it still holds could refer back
-        to it: its result is not tracked by the collector and its options are ``inert``.
+        function, the time of its first failure (kept for a dead letter) and its pool (its
+        class becomes :class:`Job` itself), so a caller holding many finished handles keeps
+        nothing else alive. The C storage then also takes the job off the garbage
+        collector's lists when nothing it still holds could refer back to it, now or later:
+        its result is atomic (``asyncq._options.atomic``) and its options are ``inert``.
         """
         waiters: list[asyncio.Future[None]] | None = job._outcome
         job.state = SUCCEEDED

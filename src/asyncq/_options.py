@@ -34,10 +34,10 @@ class JobOptions:
     after: tuple[Any, ...] = ()  # asyncq.Job handles (checked by the submitter)
     plain: bool = field(init=False, repr=False, compare=False)
     key_only: bool = field(init=False, repr=False, compare=False)
-    #: Nothing these options hold can refer back to a job: no dependencies, a key and a
-    #: group the garbage collector does not track (None, ints, strings, ...), and a plain
-    #: ``Retry`` whose ``retry_on`` types are built in. A succeeded job with inert options
-    #: and an untracked result leaves the collector's lists (``asyncq._job.finish``).
+    #: Nothing these options hold can refer back to a job, now or later: no dependencies,
+    #: every other field :func:`atomic`, and a plain ``Retry`` (see :func:`inert_retry`).
+    #: A succeeded job with inert options and an atomic result leaves the garbage
+    #: collector's lists (``asyncq._job.finish``).
     inert: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -45,8 +45,9 @@ class JobOptions:
         object.__setattr__(self, "plain", lane_free and self.key is None)
         object.__setattr__(self, "key_only", lane_free and self.key is not None
                            and not self.delay)
-        object.__setattr__(self, "inert", not self.after and not gc.is_tracked(self.key)
-                           and not gc.is_tracked(self.group) and inert_retry(self.retry))
+        object.__setattr__(self, "inert", not self.after and inert_retry(self.retry) and all(
+            atomic(value) for value in (self.delay, self.timeout, self.key, self.priority,
+                                        self.group)))
 
     def derive(
         self,
@@ -78,11 +79,33 @@ class JobOptions:
         return replace(self, **changes) if changes else self
 
 
+#: ``type.__flags__`` bit of types whose objects the garbage collector can track.
+_HAVE_GC = 1 << 14
+
+
+def atomic(value: object, depth: int = 0) -> bool:
+    """Whether ``value`` can never refer, now or later, to an object the garbage
+    collector tracks: CPython's own rule for untracking containers.
+
+    Yes for objects of types without collector support (None, bools, ints, floats,
+    strings, bytes, and subclasses of these that add no ``__dict__``) and for exact tuples
+    of such objects, nested a few levels at most. No for everything else, even a dict the
+    collector does not track yet: one could be given a reference to a job later.
+    """
+    if not type(value).__flags__ & _HAVE_GC:
+        return True
+    return (type(value) is tuple and depth < 4
+            and all(atomic(item, depth + 1) for item in value))
+
+
 def inert_retry(policy: Retry) -> bool:
-    """A plain ``Retry`` whose ``retry_on`` is a tuple of built-in (untracked) types."""
+    """A plain ``Retry`` with atomic numbers and a ``retry_on`` tuple of built-in (static,
+    hence untracked and unchangeable) exception types."""
     retry_on = policy.retry_on
     return (type(policy) is Retry and type(retry_on) is tuple
-            and not any(gc.is_tracked(cls) for cls in retry_on))
+            and not any(gc.is_tracked(cls) for cls in retry_on)
+            and all(atomic(value) for value in (policy.attempts, policy.delay, policy.factor,
+                                                policy.max_delay, policy.jitter)))
 
 
 def check_retry(value: object) -> Retry:

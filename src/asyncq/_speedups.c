@@ -377,24 +377,60 @@ set_states(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
-/* What a succeeded job lets go of (after its result is set): its function, and its pool,
- * by moving from the pool's own subclass to the class Job itself (same layout, no storage
- * of its own: as ``job.__class__ = Job`` does).  Then, when nothing it still holds can lead
- * back to it, it leaves the collector's lists.
+/* Whether obj can never refer, now or later, to an object the collector tracks: CPython's
+ * own rule for untracking containers.  An object whose type has no collector support
+ * holds no references that matter (ints, floats, strings, bytes, None, ...); an exact
+ * tuple the collector has untracked holds only such objects, and cannot change.  A
+ * short exact tuple of such objects, not yet looked at by the collector, is as safe.
+ * Anything else (a dict, even one the collector has untracked, a list, an instance of a
+ * class written in Python) could be given a reference to the job later. */
+static int
+atomic(PyObject *obj)
+{
+    if (!PyType_IS_GC(Py_TYPE(obj))) {
+        return 1;
+    }
+    if (!PyTuple_CheckExact(obj)) {
+        return 0;
+    }
+    if (!PyObject_GC_IsTracked(obj)) {
+        return 1;
+    }
+    Py_ssize_t size = PyTuple_GET_SIZE(obj);
+    if (size > 8) {
+        return 0;
+    }
+    for (Py_ssize_t i = 0; i < size; i++) {
+        PyObject *item = PyTuple_GET_ITEM(obj, i);
+        if (PyType_IS_GC(Py_TYPE(item))
+            && !(PyTuple_CheckExact(item) && !PyObject_GC_IsTracked(item))) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* What a succeeded job lets go of (after its result is set): its function, the time of
+ * its first failure (kept for a dead letter only), and its pool, by moving from the pool's
+ * own subclass to the class Job itself (same layout, no storage of its own: as
+ * ``job.__class__ = Job`` does).  Then, when nothing it still holds can lead back to it,
+ * it leaves the collector's lists.
  *
  * That is the rule CPython applies to tuples and dicts holding only atoms: an object may
- * go untracked when none of its references is to a tracked object, because it can then be
- * part of no cycle.  What a succeeded job still holds: its result (checked here), its
- * options (``inert`` from the caller: JobOptions.inert says they reach no object that could
- * refer back to a job), its state (a JobState member), attempts (an int), the class Job
- * (kept by its module), and None in every other field (first_failed_at, kept for a dead
- * letter, is let go of here too).
- * A caller holding a million finished handles then costs the collector nothing. */
+ * go untracked when none of its references is, or can become, one to a tracked object,
+ * because it can then be part of no cycle.  What a succeeded job still holds: its result
+ * (atomic(), checked here), its options (``inert`` from the caller: JobOptions.inert says
+ * they reach no object that could refer back to a job), its state (a JobState member),
+ * attempts (an int), the class Job (kept by its module), and None in every other field.
+ * Nothing in asyncq writes to a job's fields once it has succeeded.  A caller holding a
+ * million finished handles then costs the collector nothing.
+ *
+ * Python code may delete a field (it is then NULL): that job simply stays tracked. */
 static int
 release(JobBase *job, PyObject *inert)
 {
-    Py_SETREF(job->fn, Py_NewRef(Py_None));
-    Py_SETREF(job->first_failed_at, Py_NewRef(Py_None));
+    Py_XSETREF(job->fn, Py_NewRef(Py_None));
+    Py_XSETREF(job->first_failed_at, Py_NewRef(Py_None));
     PyTypeObject *type = Py_TYPE(job);
     if (finished_class == NULL || !PyType_IsSubtype(type, finished_class)) {
         return 0; /* not a pool's job: keep it as it is, tracked */
@@ -406,7 +442,8 @@ release(JobBase *job, PyObject *inert)
     }
     if (inert == Py_True && job->extra == Py_None && job->args == Py_None
         && job->kwargs == Py_None && job->state == succeeded_state
-        && !(PyType_IS_GC(Py_TYPE(job->outcome)) && PyObject_GC_IsTracked(job->outcome))
+        && job->attempts != NULL && !PyType_IS_GC(Py_TYPE(job->attempts))
+        && job->options != NULL && job->outcome != NULL && atomic(job->outcome)
         && PyObject_GC_IsTracked((PyObject *)job)) {
         PyObject_GC_UnTrack(job);
     }
@@ -462,9 +499,9 @@ finish(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *waiters = job->outcome; /* handed to the caller */
     job->outcome = Py_NewRef(args[1]);
-    Py_SETREF(job->state, Py_NewRef(succeeded_state));
-    Py_SETREF(job->args, Py_NewRef(Py_None));
-    Py_SETREF(job->kwargs, Py_NewRef(Py_None));
+    Py_XSETREF(job->state, Py_NewRef(succeeded_state));
+    Py_XSETREF(job->args, Py_NewRef(Py_None));
+    Py_XSETREF(job->kwargs, Py_NewRef(Py_None));
     release(job, args[2]);
     return waiters != NULL ? waiters : Py_NewRef(Py_None);
 }
