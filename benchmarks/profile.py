@@ -1,4 +1,4 @@
-"""Where a job's time goes: ``python -m benchmarks.profile phases|gc|instructions``.
+"""Where a job's time goes: ``python -m benchmarks.profile phases|gc|instructions|where``.
 
 * ``phases``: asyncq and bare, noop jobs, ``maxsize=None``, W workers: submit every job,
   then let the workers run them all, then await every handle, each phase timed on its own
@@ -12,6 +12,14 @@
   cancel out. Deterministic, unlike wall-clock time on a shared machine. Needs valgrind.
   ``--workload`` is ``noop``, ``sleep0`` or ``retry`` (each job fails once: asyncq retries
   it through the pool, bare inside the job, as in the runner's workload of that name).
+* ``where``: one run of the runner's ``--workload`` (``noop``, ``sleep0``, ``io``,
+  ``retry``; ``maxsize=1000``) for each of ``--systems`` (any of the runner's systems)
+  under cProfile, and the share of the run's own time by where the code lives: asyncq,
+  asyncio (loop, futures, timers, ``heapq``), waiting in ``select`` for the next timer,
+  uvloop's C loop (waiting included), the peer library, the job functions and the harness
+  (which, for ``bare``, ``bare-nofuture`` and ``semaphore``, is the system itself). The
+  profiler slows every Python call down, so read the shares, not the µs; they say what a
+  pool could still save.
 
 asyncq is imported from this checkout's ``src/``.  Output is one line per measurement.
 """
@@ -31,14 +39,21 @@ import sys
 from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from .catalog import SystemFn
+    from .systems import Outcome
+    from .workloads import JobSet
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
 SYSTEMS = ("asyncq", "bare")
 WORKLOADS = ("noop", "sleep0", "retry")
+WHERE_WORKLOADS = ("noop", "sleep0", "io", "retry")
 
 Job = Callable[[int], Awaitable[int]]
+T = TypeVar("T")
 
 
 async def noop(i: int) -> int:
@@ -133,7 +148,7 @@ def check(results: list[int], n: int) -> None:
         raise SystemExit("wrong or missing results: the measurement is void")
 
 
-def run(loop: str, coro: Coroutine[Any, Any, list[float]]) -> list[float]:
+def run(loop: str, coro: Coroutine[Any, Any, T]) -> T:
     if loop == "uvloop":
         import uvloop
 
@@ -220,6 +235,73 @@ def callgrind(system: str, loop: str, workload: str, n: int, workers: int, pure:
     return int(found.group(1))
 
 
+def where(args: argparse.Namespace) -> None:
+    import cProfile
+    import pstats
+
+    from .catalog import lookup
+    from .workloads import make_jobset
+
+    for loop in args.loops:
+        for system in args.systems:
+            runner = lookup(system).run
+            warm_up = make_jobset(args.workload, 1_000)  # imports, first-call costs
+            run(loop, measured(runner, warm_up, args.workers))
+            jobs = make_jobset(args.workload, args.jobs)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            try:
+                outcome = run(loop, measured(runner, jobs, args.workers))
+            finally:
+                profiler.disable()
+            if jobs.check(outcome.results) is not None:
+                raise SystemExit(f"{system}: wrong or missing results: the measurement is void")
+            shares: dict[str, float] = {}
+            stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
+            for (path, _, name), row in stats.items():
+                place = place_of(path, name, loop)
+                shares[place] = shares.get(place, 0.0) + row[2]  # own time
+            total = sum(shares.values())
+            parts = ", ".join(f"{place} {100 * t / total:.0f}%"
+                              for place, t in sorted(shares.items(), key=lambda kv: -kv[1])
+                              if t / total >= 0.005)
+            print(f"where  {system:13} {loop:8} {args.workload:6} W={args.workers}: {parts} "
+                  f"({total / args.jobs * 1e6:.1f} µs per job under the profiler)")
+
+
+async def measured(runner: SystemFn, jobs: JobSet, workers: int) -> Outcome:
+    """One run of a runner's system, as a coroutine (what ``asyncio.run`` takes)."""
+    return await runner(jobs, workers, 1000)
+
+
+def place_of(path: str, name: str, loop: str) -> str:
+    """Where a profiled function lives, as ``where`` reports it."""
+    if loop == "uvloop" and path.endswith("runners.py"):
+        # uvloop's loop is C code that cProfile does not see as a call of its own: its
+        # time, waiting for the next timer included, lands in asyncio.Runner.run
+        return "uvloop"
+    if path == "~":  # a function written in C: named by its module or class
+        if "_asyncio." in name or "_heapq." in name:
+            return "asyncio"
+        if "epoll" in name or "select" in name:
+            return "waiting in select"  # idle: no job or timer due yet
+        if "uvloop" in name:
+            return "uvloop"
+        return "other C code"
+    posix = Path(path).as_posix()
+    if "/asyncq/" in posix:
+        return "asyncq"
+    if posix.endswith("/benchmarks/workloads.py"):
+        return "job functions"
+    if "/benchmarks/" in posix:
+        return "harness"  # for bare, bare-nofuture and semaphore: the system itself
+    if "/asyncio/" in posix and "site-packages" not in posix:
+        return "asyncio"
+    if "site-packages/" in posix:
+        return posix.split("site-packages/", 1)[1].split("/", 1)[0]
+    return "other Python code"
+
+
 def one(args: argparse.Namespace) -> None:
     """One plain run (what ``instructions`` counts): maxsize=1000, handles kept."""
     fn, attempts = job_for(args.workload, args.system, args.jobs)
@@ -229,25 +311,36 @@ def one(args: argparse.Namespace) -> None:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=("phases", "gc", "instructions", "one"))
+    ap.add_argument("mode", choices=("phases", "gc", "instructions", "where", "one"))
     ap.add_argument("--jobs", type=int, default=None,
-                    help="jobs per run (phases/gc: 200,000; instructions: 20,000)")
+                    help="jobs per run (phases/gc: 200,000; where: 100,000; "
+                         "instructions: 20,000)")
     ap.add_argument("--workers", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--loops", default="asyncio,uvloop")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
-    ap.add_argument("--workload", choices=WORKLOADS, default="noop")
+    ap.add_argument("--workload", choices=WHERE_WORKLOADS, default="noop",
+                    help="io only with where")
     ap.add_argument("--system", choices=SYSTEMS, default="asyncq")  # mode "one"
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")  # mode "one"
     args = ap.parse_args(argv)
     args.loops = [x for x in args.loops.split(",") if x]
     args.systems = [x for x in args.systems.split(",") if x]
-    for name, allowed in (("--loops", ("asyncio", "uvloop")), ("--systems", SYSTEMS)):
+    if args.mode == "where":
+        from .catalog import SYSTEMS as RUNNER_SYSTEMS
+
+        systems: tuple[str, ...] = tuple(RUNNER_SYSTEMS)
+    else:
+        systems = SYSTEMS
+        if args.workload not in WORKLOADS:
+            ap.error(f"--workload {args.workload} works with where only")
+    for name, allowed in (("--loops", ("asyncio", "uvloop")), ("--systems", systems)):
         bad = [x for x in getattr(args, name[2:]) if x not in allowed]
         if bad or not getattr(args, name[2:]):
             ap.error(f"{name} takes a comma-separated subset of {', '.join(allowed)}")
     if args.jobs is None:
-        args.jobs = 20_000 if args.mode in ("instructions", "one") else 200_000
+        args.jobs = {"instructions": 20_000, "one": 20_000, "where": 100_000}.get(args.mode,
+                                                                                 200_000)
     if args.jobs < 1 or args.workers < 1 or args.repeat < 1:
         ap.error("--jobs, --workers and --repeat must be at least 1")
     return args
@@ -256,7 +349,9 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(SRC))
     args = parse(argv)
-    {"phases": phases, "gc": collector, "instructions": instructions, "one": one}[args.mode](args)
+    modes = {"phases": phases, "gc": collector, "instructions": instructions, "where": where,
+             "one": one}
+    modes[args.mode](args)
 
 
 if __name__ == "__main__":

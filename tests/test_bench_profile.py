@@ -75,7 +75,26 @@ def test_one_retry_run_fails_every_job_once(system: str,
     assert sorted(calls) == sorted(list(range(200)) * 2)
 
 
+def test_where_splits_a_run_by_where_its_code_lives(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    profile.main(["where", "--workload", "io", "--jobs", "200", "--workers", "16",
+                  "--systems", "asyncq,bare", "--loops", "asyncio"])
+    lines = [line for line in capsys.readouterr().out.splitlines()
+             if line.startswith("where")]  # the pool's own log events go there too
+    assert [line.split()[1] for line in lines] == ["asyncq", "bare"]
+    for line in lines:
+        parts = line.split(": ", 1)[1].split(" (", 1)[0].split(", ")
+        shares = {place: int(pct.rstrip("%")) for place, pct in
+                  (part.rsplit(" ", 1) for part in parts)}
+        assert 90 <= sum(shares.values()) <= 101, line  # shares under 0.5% are left out
+        assert shares["asyncio"] > 0, line  # every 1 ms sleep is asyncio's timer
+    assert "asyncq" in lines[0]
+    assert "asyncq " not in lines[1].split(": ", 1)[1]
+
+
 @pytest.mark.parametrize("argv", [
+    ["instructions", "--workload", "io"],
+    ["where", "--systems", "nonesuch"],
     ["phases", "--loops", "trio"],
     ["phases", "--systems", "aiojobs"],
     ["gc", "--jobs", "0"],
