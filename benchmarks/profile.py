@@ -1,4 +1,4 @@
-"""Where a job's time goes: ``python -m benchmarks.profile phases|gc|instructions|where``.
+"""Where a job's time goes: ``python -m benchmarks.profile MODE`` (see below).
 
 * ``phases``: asyncq and bare, noop jobs, ``maxsize=None``, W workers: submit every job,
   then let the workers run them all, then await every handle, each phase timed on its own
@@ -20,6 +20,11 @@
   (which, for ``bare``, ``bare-nofuture`` and ``semaphore``, is the system itself). The
   profiler slows every Python call down, so read the shares, not the µs; they say what a
   pool could still save.
+
+* ``logging``: asyncq, noop jobs, ``maxsize=1000``: jobs/s with structlog not
+  configured (asyncq's debug events stay off), configured at INFO (they are off), and
+  configured at DEBUG with every event rendered to ``os.devnull`` (a tenth of the jobs);
+  the three alternate, and each figure is the median over ``--repeat`` runs.
 
 asyncq is imported from this checkout's ``src/``.  Output is one line per measurement.
 """
@@ -302,6 +307,46 @@ def place_of(path: str, name: str, loop: str) -> str:
     return "other Python code"
 
 
+def log_cost(args: argparse.Namespace) -> None:
+    import structlog
+
+    sink = open(os.devnull, "w")  # noqa: SIM115 - open for the whole measurement
+    was_configured, config = structlog.is_configured(), structlog.get_config()
+
+    def configure(setting: str) -> int:
+        """Set structlog up for ``setting``; the number of jobs to run with it."""
+        structlog.reset_defaults()
+        if setting == "info":
+            structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(logging.INFO))
+        elif setting == "debug":
+            structlog.configure(
+                processors=[structlog.processors.TimeStamper(), structlog.dev.ConsoleRenderer()],
+                wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+                logger_factory=structlog.PrintLoggerFactory(sink))
+        jobs: int = args.jobs
+        return max(1, jobs // 10) if setting == "debug" else jobs
+
+    settings = ("not configured", "info", "debug")
+    rates: dict[str, list[float]] = {setting: [] for setting in settings}
+    try:
+        for loop in args.loops:
+            for _ in range(args.repeat):
+                for setting in settings:
+                    n = configure(setting)
+                    seconds = sum(run(loop, asyncq_phases(noop, n, args.workers, 1000)))
+                    rates[setting].append(n / seconds)
+            for setting in settings:
+                print(f"log    asyncq  {loop:8} W={args.workers}: structlog {setting}: "
+                      f"{statistics.median(rates[setting]):,.0f} jobs/s "
+                      f"(median of {args.repeat})")
+                rates[setting].clear()
+    finally:
+        structlog.reset_defaults()
+        if was_configured:
+            structlog.configure(**config)
+        sink.close()
+
+
 def one(args: argparse.Namespace) -> None:
     """One plain run (what ``instructions`` counts): maxsize=1000, handles kept."""
     fn, attempts = job_for(args.workload, args.system, args.jobs)
@@ -311,7 +356,7 @@ def one(args: argparse.Namespace) -> None:
 def parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("mode", choices=("phases", "gc", "instructions", "where", "one"))
+    ap.add_argument("mode", choices=("phases", "gc", "instructions", "where", "logging", "one"))
     ap.add_argument("--jobs", type=int, default=None,
                     help="jobs per run (phases/gc: 200,000; where: 100,000; "
                          "instructions: 20,000)")
@@ -350,7 +395,7 @@ def main(argv: list[str] | None = None) -> None:
     sys.path.insert(0, str(SRC))
     args = parse(argv)
     modes = {"phases": phases, "gc": collector, "instructions": instructions, "where": where,
-             "one": one}
+             "logging": log_cost, "one": one}
     modes[args.mode](args)
 
 

@@ -92,6 +92,18 @@ def test_where_splits_a_run_by_where_its_code_lives(
     assert "asyncq " not in lines[1].split(": ", 1)[1]
 
 
+def test_logging_compares_three_structlog_settings(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import structlog
+
+    profile.main(["logging", "--jobs", "200", "--repeat", "1", "--loops", "asyncio"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("log ")]
+    assert [line.split("structlog ")[1].split(":")[0] for line in lines] == [
+        "not configured", "info", "debug"]
+    assert all(re.search(r": [\d,]+ jobs/s", line) for line in lines), lines
+    assert not structlog.is_configured()  # left as it found it
+
+
 @pytest.mark.parametrize("argv", [
     ["instructions", "--workload", "io"],
     ["where", "--systems", "nonesuch"],
