@@ -320,8 +320,9 @@ if TYPE_CHECKING or _speedups is None:
         waiters: list[asyncio.Future[None]] | None = job._outcome
         job.state = SUCCEEDED
         job._outcome = result
-        job.args = job.kwargs = None  # type: ignore[assignment]
-        let_go(job, inert)
+        job.args = job.kwargs = job.fn = job.first_failed_at = None  # type: ignore[assignment]
+        if type(job) is not Job:  # let_go(), inline: this is the worker's common case
+            job.__class__ = Job
         return waiters
 else:
     let_go = _speedups.let_go
