@@ -19,7 +19,7 @@ import pytest
 
 import asyncq
 from asyncq import _job
-from asyncq._options import JobOptions
+from asyncq._options import JobOptions, atomic
 from tests.test_speedups import speedups_with_states
 
 
@@ -263,6 +263,31 @@ async def test_a_job_that_deletes_a_field_of_its_own_handle_still_succeeds(field
         job = await pool.submit(vandal)
         assert await job == 7
         assert job.state is asyncq.JobState.SUCCEEDED
+
+
+async def test_a_result_is_judged_by_the_same_rule_as_the_options() -> None:
+    """The C storage's check of a result and ``asyncq._options.atomic`` agree."""
+    deep: object = 1
+    for _ in range(6):
+        deep = (deep,)  # made now, so still tracked: the collector is off below
+    values: list[object] = [None, 3, "s", b"b", 1.5, (), tuple([1, "a"]),
+                            tuple([1, tuple([2, tuple("x")])]), tuple(range(8)),
+                            tuple(range(9)), deep, (1, []), {}, [], {"a": 1}, Holder()]
+
+    async def give(value: object) -> object:
+        return value
+
+    gc.disable()  # a collection could untrack a tuple of atoms between the two checks
+    try:
+        assert [atomic(v) for v in values] == [True] * 9 + [False] * 7
+        async with asyncq.Pool(workers=1) as pool:
+            for value in values:
+                job = await pool.submit(give, value)
+                assert await job is value
+                if _job.SPEEDUPS:
+                    assert gc.is_tracked(job) is not atomic(value), value
+    finally:
+        gc.enable()
 
 
 def test_options_are_inert_when_nothing_they_hold_is_tracked() -> None:

@@ -85,16 +85,22 @@ _HAVE_GC = 1 << 14
 
 def atomic(value: object, depth: int = 0) -> bool:
     """Whether ``value`` can never refer, now or later, to an object the garbage
-    collector tracks: CPython's own rule for untracking containers.
+    collector tracks: CPython's own rule for untracking containers (the C storage's
+    ``atomic()`` applies the same rule to a job's result).
 
     Yes for objects of types without collector support (None, bools, ints, floats,
-    strings, bytes, and subclasses of these that add no ``__dict__``) and for exact tuples
-    of such objects, nested a few levels at most. No for everything else, even a dict the
-    collector does not track yet: one could be given a reference to a job later.
+    strings, bytes, and subclasses of these that add no ``__dict__``), for exact tuples
+    the collector has untracked, and for small exact tuples (at most 8 items, nested at
+    most 4 deep) of atomic objects. No for everything else, even a dict the collector does
+    not track yet: one could be given a reference to a job later.
     """
     if not type(value).__flags__ & _HAVE_GC:
         return True
-    return (type(value) is tuple and depth < 4
+    if type(value) is not tuple:
+        return False
+    if not gc.is_tracked(value):
+        return True
+    return (len(value) <= 8 and depth < 4
             and all(atomic(item, depth + 1) for item in value))
 
 

@@ -378,14 +378,18 @@ set_states(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 }
 
 /* Whether obj can never refer, now or later, to an object the collector tracks: CPython's
- * own rule for untracking containers.  An object whose type has no collector support
- * holds no references that matter (ints, floats, strings, bytes, None, ...); an exact
- * tuple the collector has untracked holds only such objects, and cannot change.  A
- * short exact tuple of such objects, not yet looked at by the collector, is as safe.
- * Anything else (a dict, even one the collector has untracked, a list, an instance of a
- * class written in Python) could be given a reference to the job later. */
+ * own rule for untracking containers, the same as asyncq._options.atomic.  An object whose
+ * type has no collector support holds no references that matter (ints, floats, strings,
+ * bytes, None, ...); an exact tuple the collector has untracked holds only such objects
+ * and cannot change; a small exact tuple (at most 8 items, nested at most 4 deep) of
+ * atomic objects is as safe.  Anything else (a dict, even one the collector has
+ * untracked, a list, an instance of a class written in Python) could be given a
+ * reference to the job later. */
+#define ATOMIC_TUPLE_MAX 8
+#define ATOMIC_DEPTH_MAX 4
+
 static int
-atomic(PyObject *obj)
+atomic(PyObject *obj, int depth)
 {
     if (!PyType_IS_GC(Py_TYPE(obj))) {
         return 1;
@@ -397,13 +401,11 @@ atomic(PyObject *obj)
         return 1;
     }
     Py_ssize_t size = PyTuple_GET_SIZE(obj);
-    if (size > 8) {
+    if (size > ATOMIC_TUPLE_MAX || depth >= ATOMIC_DEPTH_MAX) {
         return 0;
     }
     for (Py_ssize_t i = 0; i < size; i++) {
-        PyObject *item = PyTuple_GET_ITEM(obj, i);
-        if (PyType_IS_GC(Py_TYPE(item))
-            && !(PyTuple_CheckExact(item) && !PyObject_GC_IsTracked(item))) {
+        if (!atomic(PyTuple_GET_ITEM(obj, i), depth + 1)) {
             return 0;
         }
     }
@@ -443,7 +445,7 @@ release(JobBase *job, PyObject *inert)
     if (inert == Py_True && job->extra == Py_None && job->args == Py_None
         && job->kwargs == Py_None && job->state == succeeded_state
         && job->attempts != NULL && !PyType_IS_GC(Py_TYPE(job->attempts))
-        && job->options != NULL && job->outcome != NULL && atomic(job->outcome)
+        && job->outcome != NULL && atomic(job->outcome, 0)
         && PyObject_GC_IsTracked((PyObject *)job)) {
         PyObject_GC_UnTrack(job);
     }
