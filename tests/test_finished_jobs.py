@@ -310,6 +310,43 @@ def test_options_are_inert_when_nothing_they_hold_is_tracked() -> None:
     assert not JobOptions().derive(key=Holder()).inert
 
 
+def test_inert_options_leave_the_collectors_lists() -> None:
+    # with the C storage; pure Python cannot untrack (the options are the same otherwise)
+    assert gc.is_tracked(JobOptions(delay=0.5, key="env:prod")) is not _job.SPEEDUPS
+    assert gc.is_tracked(JobOptions().derive(timeout=2.0)) is not _job.SPEEDUPS
+    assert gc.is_tracked(JobOptions(key=Holder()))
+    assert gc.is_tracked(JobOptions(retry=asyncq.Retry(retry_on=lambda exc: True)))
+
+
+async def test_per_job_options_cost_the_collector_nothing_once_their_jobs_succeed() -> None:
+    # pool.options(delay=...) for each job makes one options object per job
+    async with asyncq.Pool(workers=4) as pool:
+        jobs = [await pool.options(delay=i / 1e6, timeout=30.0).submit(double, i)
+                for i in range(200)]
+        assert [await job for job in jobs] == [2 * i for i in range(200)]
+    tracked = {id(obj) for obj in gc.get_objects()}
+    kept = [job for job in jobs if id(job.options) in tracked or id(job) in tracked]
+    assert len({id(job.options) for job in jobs}) == 200
+    assert len(kept) == (0 if _job.SPEEDUPS else 200)
+
+
+def test_untrack_inert_takes_only_options_that_say_they_are_inert() -> None:
+    module = speedups_with_states()
+
+    class Says:
+        __slots__ = ("inert",)
+
+        def __init__(self, inert: object) -> None:
+            self.inert = inert
+
+    for value, tracked in ((True, False), (False, True), (1, True), (None, True)):
+        obj = Says(value)
+        assert module.untrack_inert(obj) is None
+        assert gc.is_tracked(obj) is tracked, value
+    with pytest.raises(AttributeError):
+        module.untrack_inert(object())
+
+
 async def test_after_takes_a_succeeded_job_of_another_pool_but_not_a_waiting_one() -> None:
     async with asyncq.Pool(workers=1) as first, asyncq.Pool(workers=1) as second:
         done = await first.submit(double, 1)

@@ -72,15 +72,21 @@ def test_both_storages_have_the_same_fields() -> None:
     assert base.__weakrefoffset__ != 0
 
 
-def test_a_build_from_other_sources_is_not_used(tmp_path: Path) -> None:
-    # A stale build: a C module whose job lacks a field this code sets. Importing asyncq
-    # must warn and fall back to pure Python, not fail on the first retried job.
+@pytest.mark.parametrize("line", [
+    '{"first_failed_at", T_OBJECT_EX, offsetof(JobBase, first_failed_at), 0, NULL},',
+    '{"untrack_inert", untrack_inert, METH_O,\n'
+    '     "untrack_inert(options): out of the collector\'s lists if options.inert is True."},',
+], ids=["a field", "a function"])
+def test_a_build_from_other_sources_is_not_used(tmp_path: Path, line: str) -> None:
+    # A stale build: a C module whose job lacks a field this code sets, or that lacks a
+    # function this code calls. Importing asyncq must warn and fall back to pure Python,
+    # not fail on import or on the first retried job.
     stale = tmp_path / "stale"
     shutil.copytree(Path(_job.__file__).parent, stale / "asyncq",
                     ignore=shutil.ignore_patterns("*.so", "*.pyd", "__pycache__"))
     source = (stale / "asyncq" / "_speedups.c").read_text()
-    (stale / "asyncq" / "_speedups.c").write_text(source.replace(
-        '{"first_failed_at", T_OBJECT_EX, offsetof(JobBase, first_failed_at), 0, NULL},', ""))
+    assert line in source
+    (stale / "asyncq" / "_speedups.c").write_text(source.replace(line, ""))
     assert build_c_module(stale) is None
     check = subprocess.run(
         [sys.executable, "-W", "always", "-c",

@@ -117,6 +117,9 @@ def storage_fields(base: type) -> frozenset[str]:
     )
 
 
+#: The functions of ``asyncq._speedups`` this code calls.
+_C_FUNCTIONS = ("adopt", "finish", "let_go", "make_job", "set_states", "untrack_inert")
+
 if TYPE_CHECKING or os.environ.get("ASYNCQ_PURE_PYTHON") == "1":
     _speedups = None
 else:
@@ -125,9 +128,11 @@ else:
     except ImportError:  # not built: installed without a C compiler
         _speedups = None
     else:
-        if storage_fields(_speedups.JobBase) != storage_fields(_JobSlots):
+        if (storage_fields(_speedups.JobBase) != storage_fields(_JobSlots)
+                or not all(hasattr(_speedups, name) for name in _C_FUNCTIONS)):
             # A build left over from other sources (a pull without reinstalling): its job
-            # would lack fields this code sets. Say so, and run correctly without it.
+            # would lack fields this code sets, or it lacks a function this code calls.
+            # Say so, and run correctly without it.
             warnings.warn(
                 "asyncq._speedups was built from other sources than this asyncq "
                 "(reinstall to rebuild it: pip install -e .); using pure-Python job storage",
@@ -157,10 +162,15 @@ if TYPE_CHECKING or _speedups is None:
 
     def _adopt(cls: type) -> None:
         """Nothing to do for the pure-Python storage."""
+
+    def untrack_inert(options: Any) -> None:
+        """Take ``options`` off the garbage collector's lists if ``options.inert`` (C
+        storage only: Python code cannot untrack an object, so here it stays tracked)."""
 else:
     _JobBase = _speedups.JobBase
     make_job = _speedups.make_job
     _adopt = _speedups.adopt
+    untrack_inert = _speedups.untrack_inert
 
 
 class Job(_JobBase, Generic[T]):

@@ -7,6 +7,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from asyncq._job import untrack_inert
 from asyncq._retry import Retry
 from asyncq._validate import check_seconds, check_timeout
 
@@ -37,7 +38,8 @@ class JobOptions:
     #: Nothing these options hold can refer back to a job, now or later: no dependencies,
     #: every other field :func:`atomic`, and a plain ``Retry`` (see :func:`inert_retry`).
     #: A succeeded job with inert options and an atomic result leaves the garbage
-    #: collector's lists (``asyncq._job.finish``).
+    #: collector's lists (``asyncq._job.finish``), and so do inert options themselves
+    #: (``asyncq._job.untrack_inert``): per-job options cost the collector nothing.
     inert: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -48,6 +50,8 @@ class JobOptions:
         object.__setattr__(self, "inert", not self.after and inert_retry(self.retry) and all(
             atomic(value) for value in (self.delay, self.timeout, self.key, self.priority,
                                         self.group)))
+        if self.inert:  # it can be part of no cycle: the collector need not visit it
+            untrack_inert(self)
 
     def derive(
         self,

@@ -508,6 +508,26 @@ finish(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
     return waiters != NULL ? waiters : Py_NewRef(Py_None);
 }
 
+/* untrack_inert(options): take a JobOptions out of the collector's lists when its
+ * ``inert`` is True (JobOptions.__post_init__ has then checked that nothing it holds can
+ * refer back to it or to a job: it can be part of no cycle).  Per-job options, such as
+ * ``pool.options(delay=d)`` for each job, then cost the collector nothing once their jobs
+ * have succeeded.  Anything else is left as it is. */
+static PyObject *
+untrack_inert(PyObject *Py_UNUSED(module), PyObject *obj)
+{
+    PyObject *inert = PyObject_GetAttrString(obj, "inert");
+    if (inert == NULL) {
+        return NULL;
+    }
+    int yes = inert == Py_True;
+    Py_DECREF(inert);
+    if (yes && PyObject_GC_IsTracked(obj)) {
+        PyObject_GC_UnTrack(obj);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef module_methods[] = {
     {"adopt", adopt, METH_O, "adopt(cls): walk cls's instances directly in the collector."},
     {"make_job", (PyCFunction)(void (*)(void))make_job, METH_FASTCALL,
@@ -518,6 +538,8 @@ static PyMethodDef module_methods[] = {
      "finish(job, result, inert): the job succeeds; returns the futures to wake, or None."},
     {"let_go", (PyCFunction)(void (*)(void))let_go, METH_FASTCALL,
      "let_go(job, inert): a succeeded job drops its function and pool (see release)."},
+    {"untrack_inert", untrack_inert, METH_O,
+     "untrack_inert(options): out of the collector's lists if options.inert is True."},
     {NULL},
 };
 
