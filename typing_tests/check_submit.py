@@ -26,3 +26,8 @@ async def check(pool: asyncq.Pool) -> None:
     await pool.submit(deploy, "prod", release="1.2")  # type: ignore[call-arg]
     wrong: asyncq.Job[str] = await pool.submit(deploy, "p", version="1")  # type: ignore[arg-type]
     del wrong
+
+    # A succeeded job lets go of its function and arguments: they may be None.
+    name: str = job.fn.__name__  # type: ignore[union-attr]
+    count = len(job.args)  # type: ignore[arg-type]
+    del name, count

@@ -161,7 +161,7 @@ class Core(Admission):
         waiters = job._outcome
         job.state = SUCCEEDED
         job._outcome = result
-        job.args = job.kwargs = None  # type: ignore[assignment]
+        job.args = job.kwargs = None
         if waiters is not None:
             wake(waiters)
         self.succeeded += 1
@@ -321,6 +321,8 @@ class Core(Admission):
     def bury(self, job: Job[Any], error: BaseException, reason: str) -> None:
         """Move a job to the dead letters, tell the hooks, resolve its handle."""
         args, kwargs = job.args, job.kwargs  # settle() lets go of them
+        assert args is not None, "the job is not terminal yet: it has its arguments"
+        assert kwargs is not None
         # Settled first: the letter renders the error, user code that may call cancel().
         job.settle(DEAD, None, error)
         self.dead += 1  # counted at once: stats() from that user code stays whole

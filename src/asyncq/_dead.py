@@ -48,6 +48,7 @@ class DeadLetter:
         """The letter for a job that dies now with ``error``, called with its arguments."""
         now = time.time()
         first = job.first_failed_at
+        assert job.fn is not None  # a job that dies has not succeeded: it kept its function
         return cls(
             job_id=job.id, fn=job.fn, args=args, kwargs=dict(kwargs),
             attempts=job.attempts,

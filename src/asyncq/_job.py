@@ -201,9 +201,11 @@ class Job(_JobBase, Generic[T]):
     # pool's subclass) is gone.
     _owner: ClassVar[_Canceller]
     id: int
-    fn: Callable[..., Any]
-    args: tuple[Any, ...]
-    kwargs: dict[str, Any]
+    #: The job's function; ``None`` once it has succeeded.
+    fn: Callable[..., Any] | None
+    #: Its positional and keyword arguments; ``None`` once it is terminal.
+    args: tuple[Any, ...] | None
+    kwargs: dict[str, Any] | None
     options: JobOptions
     state: JobState
     attempts: int
@@ -283,7 +285,7 @@ class Job(_JobBase, Generic[T]):
         waiters = self._outcome
         self.state = state
         self._outcome = result if state is SUCCEEDED else error
-        self.args = self.kwargs = None  # type: ignore[assignment]
+        self.args = self.kwargs = None
         self.extra = None
         if waiters is not None:
             wake(waiters)
@@ -313,7 +315,7 @@ if TYPE_CHECKING or _speedups is None:
 
     def let_go(job: Job[Any], inert: bool) -> None:
         """A succeeded job lets go of its function and of its pool (see ``finish``)."""
-        job.fn = job.first_failed_at = None  # type: ignore[assignment]
+        job.fn = job.first_failed_at = None
         if type(job) is not Job:
             job.__class__ = Job  # a per-pool subclass with the same (empty) slots
 
@@ -330,7 +332,7 @@ if TYPE_CHECKING or _speedups is None:
         waiters: list[asyncio.Future[None]] | None = job._outcome
         job.state = SUCCEEDED
         job._outcome = result
-        job.args = job.kwargs = job.fn = job.first_failed_at = None  # type: ignore[assignment]
+        job.args = job.kwargs = job.fn = job.first_failed_at = None
         if type(job) is not Job:  # let_go(), inline: this is the worker's common case
             job.__class__ = Job
         return waiters

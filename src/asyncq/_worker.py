@@ -131,9 +131,9 @@ class Worker:
                     if job.options.timeout is not None or special:
                         result = await self.run_special(job, job_id_var)
                     elif job.kwargs is NO_KWARGS:
-                        result = await job.fn(*job.args)
+                        result = await job.fn(*job.args)  # type: ignore[misc]
                     else:
-                        result = await job.fn(*job.args, **job.kwargs)
+                        result = await job.fn(*job.args, **job.kwargs)  # type: ignore[misc, arg-type]
                 except asyncio.CancelledError as error:  # first: it may be an Exception too
                     self.job = None
                     self.route(job, None, error)
@@ -188,6 +188,10 @@ class Worker:
         (``Pool(copy_context=True)``), with its id bound for structlog
         (``Pool(bind_job_id=True)``), or any of these."""
         handle = None
+        fn, args, kwargs = job.fn, job.args, job.kwargs
+        assert fn is not None, "a running job has its function and arguments"
+        assert args is not None
+        assert kwargs is not None
         timeout = job.options.timeout
         if timeout is not None:
             handle = self.core.loop.call_later(timeout, self.expire, job)
@@ -197,11 +201,11 @@ class Worker:
                 assert context is not None  # copied at admission
                 if job_id_var is not None:
                     context.run(job_id_var.set, job.id)
-                coro = context.run(job.fn, *job.args, **job.kwargs)
+                coro = context.run(fn, *args, **kwargs)
                 return await run_in_context(context, coro)
             if job_id_var is not None:
                 job_id_var.set(job.id)
-            return await job.fn(*job.args, **job.kwargs)
+            return await fn(*args, **kwargs)
         finally:
             if handle is not None:
                 handle.cancel()
