@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import asyncq
-from asyncq import _job
+from asyncq import _job, _native
 from benchmarks.compare import build_c_module
 
 BUILD_HINT = (
@@ -67,8 +67,8 @@ def test_the_c_storage_is_used_unless_pure_python_is_asked_for() -> None:
 def test_both_storages_have_the_same_fields() -> None:
     base = speedups().JobBase
     fields = set(_job._JobSlots.__slots__) - {"__weakref__"}
-    assert _job.storage_fields(base) == fields
-    assert _job.storage_fields(_job._JobSlots) == fields
+    assert _native.storage_fields(base) == fields
+    assert _native.storage_fields(_job._JobSlots) == fields
     assert base.__weakrefoffset__ != 0
 
 

@@ -11,13 +11,12 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import enum
-import os
-import types
-import warnings
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, NoReturn, Protocol, SupportsIndex, TypeVar
 
 from asyncq._errors import JobCancelled
+from asyncq._native import JOB_FIELDS
+from asyncq._native import speedups as _speedups
 
 if TYPE_CHECKING:
     from asyncq._options import JobOptions
@@ -86,19 +85,7 @@ class _JobSlots:
     # Few slots: the garbage collector visits every slot of every handle a caller holds
     # (there may be hundreds of thousands) in each collection. Rarely used fields live in
     # ``extra``; the pool a job belongs to is a class attribute (see :func:`job_class_for`).
-    __slots__ = (
-        "__weakref__",
-        "_outcome",
-        "args",
-        "attempts",
-        "extra",
-        "first_failed_at",
-        "fn",
-        "id",
-        "kwargs",
-        "options",
-        "state",
-    )
+    __slots__ = ("__weakref__", *JOB_FIELDS)
 
     _outcome: Any
     state: JobState
@@ -108,37 +95,6 @@ class _JobSlots:
             return self._outcome
         return (yield from self._wait())  # type: ignore[attr-defined]
 
-
-def storage_fields(base: type) -> frozenset[str]:
-    """The names of the fields a job storage class declares (slots or C members)."""
-    return frozenset(
-        name for name, value in vars(base).items()
-        if isinstance(value, types.MemberDescriptorType) and name != "__weakref__"
-    )
-
-
-#: The functions of ``asyncq._speedups`` this code calls.
-_C_FUNCTIONS = ("adopt", "finish", "let_go", "make_job", "set_states", "untrack_inert")
-
-if TYPE_CHECKING or os.environ.get("ASYNCQ_PURE_PYTHON") == "1":
-    _speedups = None
-else:
-    try:
-        from asyncq import _speedups
-    except ImportError:  # not built: installed without a C compiler
-        _speedups = None
-    else:
-        if (storage_fields(_speedups.JobBase) != storage_fields(_JobSlots)
-                or not all(hasattr(_speedups, name) for name in _C_FUNCTIONS)):
-            # A build left over from other sources (a pull without reinstalling): its job
-            # would lack fields this code sets, or it lacks a function this code calls.
-            # Say so, and run correctly without it.
-            warnings.warn(
-                "asyncq._speedups was built from other sources than this asyncq "
-                "(reinstall to rebuild it: pip install -e .); using pure-Python job storage",
-                RuntimeWarning, stacklevel=2,
-            )
-            _speedups = None
 
 #: Whether job handles use the C storage of ``asyncq._speedups``.
 SPEEDUPS = _speedups is not None
@@ -162,15 +118,10 @@ if TYPE_CHECKING or _speedups is None:
 
     def _adopt(cls: type) -> None:
         """Nothing to do for the pure-Python storage."""
-
-    def untrack_inert(options: Any) -> None:
-        """Take ``options`` off the garbage collector's lists if ``options.inert`` (C
-        storage only: Python code cannot untrack an object, so here it stays tracked)."""
 else:
     _JobBase = _speedups.JobBase
     make_job = _speedups.make_job
     _adopt = _speedups.adopt
-    untrack_inert = _speedups.untrack_inert
 
 
 class Job(_JobBase, Generic[T]):

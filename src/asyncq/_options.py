@@ -7,7 +7,7 @@ from collections.abc import Hashable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from asyncq._job import untrack_inert
+from asyncq._native import untrack_inert
 from asyncq._retry import Retry
 from asyncq._validate import check_seconds, check_timeout
 
@@ -39,7 +39,7 @@ class JobOptions:
     #: every other field :func:`atomic`, and a plain ``Retry`` (see :func:`inert_retry`).
     #: A succeeded job with inert options and an atomic result leaves the garbage
     #: collector's lists (``asyncq._job.finish``), and so do inert options themselves
-    #: (``asyncq._job.untrack_inert``): per-job options cost the collector nothing.
+    #: (``asyncq._native.untrack_inert``): per-job options cost the collector nothing.
     inert: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
