@@ -310,6 +310,39 @@ def test_options_are_inert_when_nothing_they_hold_is_tracked() -> None:
     assert not JobOptions().derive(key=Holder()).inert
 
 
+FLAGS = ("plain", "key_only", "inert", "retry_inert")
+
+
+@pytest.mark.parametrize("changes", [
+    {}, {"delay": 2}, {"timeout": 1.5}, {"timeout": None}, {"retry": None},
+    {"retry": asyncq.Retry(retry_on=lambda exc: True)}, {"key": "k"}, {"key": Holder()},
+    {"priority": -3}, {"group": ("g", 1)}, {"after": [object()]},
+    {"delay": 0.25, "key": "k", "priority": 2, "group": "g", "retry": asyncq.Retry()},
+], ids=repr)
+@pytest.mark.parametrize("base", [
+    JobOptions(), JobOptions(delay=1.0, key="base", priority=1, group="a", timeout=3.0),
+    JobOptions(retry=asyncq.Retry(retry_on=lambda exc: True)), JobOptions(after=(object(),)),
+], ids=["default", "full", "predicate", "after"])
+def test_derive_is_the_dataclass_copy_with_validated_changes(
+        base: JobOptions, changes: dict[str, Any]) -> None:
+    # derive() is written out for speed: it must agree with building the options anew
+    derived = base.derive(**changes)
+    fields = {name: getattr(base, name) for name in
+              ("delay", "timeout", "retry", "key", "priority", "group", "after")}
+    fields.update(changes)
+    if "delay" in changes:
+        fields["delay"] = float(changes["delay"])
+    if "retry" in changes and changes["retry"] is None:
+        fields["retry"] = JobOptions().retry
+    if "after" in changes:
+        fields["after"] = tuple(changes["after"])
+    built = JobOptions(**fields)
+    assert derived == built
+    assert [getattr(derived, flag) for flag in FLAGS] == [getattr(built, flag) for flag in FLAGS]
+    assert gc.is_tracked(derived) == gc.is_tracked(built)
+    assert type(derived.delay) is float
+
+
 def test_inert_options_leave_the_collectors_lists() -> None:
     # with the C storage; pure Python cannot untrack (the options are the same otherwise)
     assert gc.is_tracked(JobOptions(delay=0.5, key="env:prod")) is not _job.SPEEDUPS
