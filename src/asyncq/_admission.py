@@ -42,7 +42,7 @@ class Admission:
     # Slots, not an instance dict: the hot path reads and writes these on every job.
     __slots__ = (
         "balancing", "bounded", "checked", "clock", "delayed", "job_class", "loop", "maxsize",
-        "open",
+        "open", "plain_retries",
         "putters", "reserved", "sample_check", "sample_mask", "sampled_at", "seq", "taken",
         "thread", "thread_of", "watch",
     )
@@ -207,6 +207,7 @@ class Admission:
         """Send a job through its gates: key, then dependencies, then delay, then lane."""
         if not self.balancing:
             self.balancing = self.watch = True
+            self.plain_retries = False
         options = job.options
         if options.key is not None and not self.balancer.claim_key(job):
             return  # queued behind its key's holder; released in finished()

@@ -46,9 +46,9 @@ class Core(Admission):
 
     __slots__ = (
         "at_once", "balancer", "cancelled", "copy_context", "dead", "dead_letters", "debug",
-        "draining", "ended", "failed", "fatal", "handing_on", "idle", "log", "plain_ok", "ready",
-        "retried", "rng", "routing", "run_samples", "stale", "stopping", "succeeded", "timers",
-        "wait_samples", "workers",
+        "draining", "ended", "failed_finally", "fatal", "handing_on", "idle", "log", "plain_ok",
+        "ready", "retried", "rng", "routing", "run_samples", "stale",
+        "stopping", "succeeded", "timers", "wait_samples", "workers",
     )
 
     def __init__(
@@ -88,17 +88,25 @@ class Core(Admission):
         # pool-wide rate limit must count every start.
         self.plain_ok = aging is None and rate_limit is None and key_rate_limit is None
         self.balancing = False  # set once a job used keys, dependencies or lanes
+        self.plain_retries = not debug  # neither debug nor balancing: fail()'s short path
         self.ended: deque[Job[Any]] = deque()  # terminal jobs whose key/dependents wait
         self.handing_on = False
         self.watch = debug  # debug or draining or balancing: successes need after_success
         self.wait_samples = Samples()
         self.run_samples = Samples()
         # counters (``submitted`` is ``seq``) and the one gauge not read off an owner
-        self.succeeded = self.failed = self.retried = self.dead = self.cancelled = 0
+        self.succeeded = self.retried = self.dead = self.cancelled = 0
+        self.failed_finally = 0  # failed attempts that were not retried (see failed)
         self.delayed = 0
         self.routing = 0  # failed attempts whose retry decision is running user code
         # Error classes fail() retries at once, each with the policy that said so.
         self.at_once: dict[type[BaseException], Retry] = {}
+
+    @property
+    def failed(self) -> int:
+        """Failed attempts: each was retried, or was its job's last (one counter fewer to
+        move on the retry path)."""
+        return self.retried + self.failed_finally
 
     @property
     def submitted(self) -> int:
@@ -219,15 +227,14 @@ class Core(Admission):
         """The attempt raised: retry it on the timer, or bury it in the dead letters."""
         policy = job.options.retry
         cls = type(error)
-        if (job.attempts < policy.attempts and not self.debug and not self.balancing
+        if (job.attempts < policy.attempts and self.plain_retries
                 and type(cls) is type  # so hashed by identity, below
                 and (self.at_once.get(cls) is policy or self.learn_at_once(cls, policy))
                 and job.extra is None):  # no cancel request, no latency sample
             # A zero-delay retry of a plain job, decided without asking user code: what
             # the rest of fail(), schedule_retry() and enqueue() do in this case, inline
             # (it saves a tenth of a retried job's cost in the retry benchmark).
-            self.failed += 1
-            self.retried += 1
+            self.retried += 1  # and so, one more failed attempt (see failed)
             self.taken += 1
             if job.first_failed_at is None:
                 job.first_failed_at = time.time()
@@ -236,7 +243,7 @@ class Core(Admission):
             if self.idle:
                 self.wake_worker()
             return
-        self.failed += 1
+        self.failed_finally += 1  # until schedule_retry() says otherwise
         extra = job.extra
         if extra is not None and extra.t0 is not None:
             self.run_samples.add(self.clock() - extra.t0)
@@ -304,6 +311,7 @@ class Core(Admission):
 
     def schedule_retry(self, job: Job[Any], delay: float, error: BaseException) -> None:
         """Queue the next attempt: at once when there is no delay, else on the timer."""
+        self.failed_finally -= 1
         self.retried += 1
         self.taken += 1
         # RUNNING -> DELAYED / WAITING are legal by construction: the worker owns the job.
