@@ -343,6 +343,28 @@ def test_derive_is_the_dataclass_copy_with_validated_changes(
     assert type(derived.delay) is float
 
 
+def test_options_of_a_subclass_or_with_a_list_of_dependencies_stay_tracked() -> None:
+    class Tagged(JobOptions):  # gets a __dict__: any attribute may refer back to it
+        pass
+
+    tagged = Tagged(delay=1.0)
+    assert not tagged.inert
+    assert gc.is_tracked(tagged)
+    derived = tagged.derive(key="k")
+    assert type(derived) is Tagged
+    assert (derived.delay, derived.key) == (1.0, "k")
+    assert not JobOptions(after=[]).inert  # type: ignore[arg-type]  # a list may grow
+
+    def make() -> weakref.ref[Tagged]:
+        cyclic = Tagged()
+        object.__setattr__(cyclic, "me", cyclic)  # its __dict__ takes any attribute
+        return weakref.ref(cyclic)
+
+    gone = make()
+    gc.collect()
+    assert gone() is None
+
+
 def test_inert_options_leave_the_collectors_lists() -> None:
     # with the C storage; pure Python cannot untrack (the options are the same otherwise)
     assert gc.is_tracked(JobOptions(delay=0.5, key="env:prod")) is not _job.SPEEDUPS
