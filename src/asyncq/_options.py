@@ -78,35 +78,8 @@ class JobOptions:
 
         Written out rather than through ``dataclasses.replace``: a program may derive
         options for every job it submits (``pool.options(delay=d).submit(...)``), and this
-        costs less than half as much (1.9 against 4.6 µs for ``derive(delay=0.5)``).
+        costs half as much (2.3 against 4.6 µs for ``derive(delay=0.5)``).
         """
-        if type(self) is not JobOptions:  # a subclass: its own fields and __post_init__
-            return replace(self, **self.changes(delay, timeout, retry, key, priority, group,
-                                                after))
-        new: JobOptions = _new(JobOptions)
-        set_field = object.__setattr__
-        set_field(new, "delay", self.delay if delay is _UNSET else check_seconds("delay", delay))
-        set_field(new, "timeout",
-                  self.timeout if timeout is _UNSET else check_timeout("timeout", timeout))
-        if retry is _UNSET:
-            set_field(new, "retry", self.retry)
-            retry_inert = self.retry_inert
-        else:
-            set_field(new, "retry", check_retry(retry))
-            retry_inert = inert_retry(new.retry)
-        set_field(new, "key", self.key if key is _UNSET else check_hashable("key", key))
-        set_field(new, "priority",
-                  self.priority if priority is _UNSET else check_priority(priority))
-        set_field(new, "group", self.group if group is _UNSET else check_hashable("group", group))
-        # the jobs of ``after`` are checked by the submitter (check_after)
-        set_field(new, "after", self.after if after is _UNSET else tuple(after))
-        new._settle(retry_inert)
-        return new
-
-    @staticmethod
-    def changes(delay: Any, timeout: Any, retry: Any, key: Any, priority: Any, group: Any,
-                after: Any) -> dict[str, Any]:
-        """The given (not ``_UNSET``) fields of :meth:`derive`, validated."""
         changes: dict[str, Any] = {}
         if delay is not _UNSET:
             changes["delay"] = check_seconds("delay", delay)
@@ -121,9 +94,19 @@ class JobOptions:
         if group is not _UNSET:
             changes["group"] = check_hashable("group", group)
         if after is not _UNSET:
-            changes["after"] = tuple(after)
-        return changes
+            changes["after"] = tuple(after)  # checked by the submitter (check_after)
+        if type(self) is not JobOptions:  # a subclass: its own fields and __post_init__
+            return replace(self, **changes)
+        new: JobOptions = _new(JobOptions)
+        set_field = object.__setattr__
+        for name in _FIELDS:
+            set_field(new, name, changes[name] if name in changes else getattr(self, name))
+        new._settle(inert_retry(new.retry) if "retry" in changes else self.retry_inert)
+        return new
 
+
+#: The fields a caller sets (the others are derived from them by ``_settle``).
+_FIELDS = ("delay", "timeout", "retry", "key", "priority", "group", "after")
 
 #: ``type.__flags__`` bit of types whose objects the garbage collector can track.
 _HAVE_GC = 1 << 14
