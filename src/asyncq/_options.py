@@ -46,6 +46,8 @@ class JobOptions:
     retry_inert: bool = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        if type(self.after) is not tuple:  # a list, say: keep a copy that cannot change
+            object.__setattr__(self, "after", tuple(self.after))
         self._settle(inert_retry(self.retry))
 
     def _settle(self, retry_inert: bool) -> None:
@@ -56,9 +58,9 @@ class JobOptions:
         set_field(self, "key_only", lane_free and self.key is not None and not self.delay)
         set_field(self, "retry_inert", retry_inert)
         # A subclass may add fields, or a __dict__ that takes any attribute: never inert.
-        inert = (type(self) is JobOptions and retry_inert and type(self.after) is tuple
-                 and not self.after and atomic(self.delay) and atomic(self.timeout)
-                 and atomic(self.key) and atomic(self.priority) and atomic(self.group))
+        inert = (type(self) is JobOptions and retry_inert and not self.after
+                 and atomic(self.delay) and atomic(self.timeout) and atomic(self.key)
+                 and atomic(self.priority) and atomic(self.group))
         set_field(self, "inert", inert)
         if inert:  # it can be part of no cycle: the collector need not visit it
             untrack_inert(self)
