@@ -213,6 +213,7 @@ async def test_zero_delay_retries_end_the_same_on_the_short_path_and_the_long_on
     and dead letters, whose first failure is the time of the job's first attempt."""
     clock = [0.0]
     monkeypatch.setattr("time.time", lambda: clock[0])
+    monkeypatch.setattr("asyncq._worker.wall_clock", lambda: clock[0])  # bound at import
     long_way = spy_on_the_long_way(monkeypatch)
     short = asyncq.Retry(attempts=3, delay=0, retry_on=ConnectionError)
     long = SameRetry(attempts=3, delay=0, retry_on=ConnectionError)

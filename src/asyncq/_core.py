@@ -33,7 +33,7 @@ from asyncq._stats import Samples
 from asyncq._timers import TimerQueue
 
 _COMPACT_MIN = 64
-#: Error classes a pool remembers for fail()'s short path (it forgets all past this).
+#: Error classes a pool remembers for the short retry path (it forgets all past this).
 AT_ONCE_MAX = 64
 
 
@@ -88,7 +88,7 @@ class Core(Admission):
         # pool-wide rate limit must count every start.
         self.plain_ok = aging is None and rate_limit is None and key_rate_limit is None
         self.balancing = False  # set once a job used keys, dependencies or lanes
-        self.plain_retries = not debug  # neither debug nor balancing: fail()'s short path
+        self.plain_retries = not debug  # neither debug nor balancing: the short retry path
         self.ended: deque[Job[Any]] = deque()  # terminal jobs whose key/dependents wait
         self.handing_on = False
         self.watch = debug  # debug or draining or balancing: successes need after_success
@@ -99,7 +99,7 @@ class Core(Admission):
         self.failed_finally = 0  # failed attempts that were not retried (see failed)
         self.delayed = 0
         self.routing = 0  # failed attempts whose retry decision is running user code
-        # Error classes fail() retries at once, each with the policy that said so.
+        # Error classes the workers retry at once, each with the policy that said so.
         self.at_once: dict[type[BaseException], Retry] = {}
 
     @property
@@ -224,25 +224,12 @@ class Core(Admission):
                     self.abort_waiting(dependent, DependencyFailed(dependent.id, job.id))
 
     def fail(self, job: Job[Any], error: BaseException) -> None:
-        """The attempt raised: retry it on the timer, or bury it in the dead letters."""
+        """The attempt raised: retry it on the timer, or bury it in the dead letters.
+
+        A zero-delay retry that needs no user code to decide takes a shorter path, inline
+        in ``Worker.run``; this is every other case, and does the same for that one.
+        """
         policy = job.options.retry
-        cls = type(error)
-        if (job.attempts < policy.attempts and self.plain_retries
-                and type(cls) is type  # so hashed by identity, below
-                and (self.at_once.get(cls) is policy or self.learn_at_once(cls, policy))
-                and job.extra is None):  # no cancel request, no latency sample
-            # A zero-delay retry of a plain job, decided without asking user code: what
-            # the rest of fail(), schedule_retry() and enqueue() do in this case, inline
-            # (it saves a tenth of a retried job's cost in the retry benchmark).
-            self.retried += 1  # and so, one more failed attempt (see failed)
-            self.taken += 1
-            if job.first_failed_at is None:
-                job.first_failed_at = time.time()
-            job.state = WAITING  # RUNNING -> WAITING: the worker owns the job
-            self.ready.append(job)
-            if self.idle:
-                self.wake_worker()
-            return
         self.failed_finally += 1  # until schedule_retry() says otherwise
         extra = job.extra
         if extra is not None and extra.t0 is not None:
@@ -286,7 +273,7 @@ class Core(Admission):
             self.schedule_retry(job, delay, error)
 
     def learn_at_once(self, cls: type[BaseException], policy: Retry) -> bool:
-        """Whether errors of class ``cls`` take fail()'s short path under ``policy``
+        """Whether errors of class ``cls`` take the short retry path under ``policy``
         (:func:`retries_at_once`); a yes is remembered in ``at_once`` (a few classes)."""
         if not retries_at_once(policy, cls):
             return False

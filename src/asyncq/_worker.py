@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from contextvars import ContextVar
+from time import time as wall_clock  # bound once: the short retry path reads it
 from typing import Any
 
 from asyncq._admission import NO_KWARGS
@@ -142,7 +143,25 @@ class Worker:
                     if self.flagged or task.cancelling():
                         self.route(job, None, error)
                     else:  # the job's own failure, nothing interrupted it (see route)
-                        core.fail(job, error)
+                        policy = job.options.retry
+                        cls = type(error)
+                        if (job.attempts < policy.attempts and core.plain_retries
+                                and type(cls) is type  # so hashed by identity, below
+                                and (core.at_once.get(cls) is policy
+                                     or core.learn_at_once(cls, policy))
+                                and job.extra is None):  # no cancel request, no sample
+                            # The short retry path: a zero-delay retry of a plain job,
+                            # decided without user code. Core.fail does the same, slower.
+                            core.retried += 1  # and so, one more failed attempt
+                            core.taken += 1
+                            if job.first_failed_at is None:
+                                job.first_failed_at = wall_clock()
+                            job.state = WAITING  # RUNNING -> WAITING: we own the job
+                            ready.append(job)
+                            if core.idle:
+                                core.wake_worker()
+                        else:
+                            core.fail(job, error)
                 except BaseException as error:
                     self.job = None
                     self.route_fatal(job, error)
