@@ -48,7 +48,7 @@ async def test_a_succeeded_job_keeps_its_result_and_lets_go_of_the_rest() -> Non
 
 
 async def test_every_path_to_success_lets_go() -> None:
-    """The worker's inline path, and Core.succeed (a latency sample, a key, a retry)."""
+    """The worker's inline path, and Outcomes.succeed (a latency sample, a key, a retry)."""
     retry = asyncq.Retry(attempts=2, delay=0.0, jitter=False)
     failed: set[int] = set()
 

@@ -12,7 +12,8 @@ from typing import Any, cast
 import pytest
 
 import asyncq
-from asyncq._core import AT_ONCE_MAX, Core
+from asyncq._core import Core
+from asyncq._outcomes import AT_ONCE_MAX
 from tests.conftest import Flaky, assert_conserved, time_no_job, until
 
 

@@ -466,7 +466,7 @@ job_arg(PyObject *obj, const char *name)
     return (JobBase *)obj;
 }
 
-/* let_go(job, inert): release() for a job whose result is already set (Core.succeed). */
+/* let_go(job, inert): release() for a job whose result is already set (Outcomes.succeed). */
 static PyObject *
 let_go(PyObject *Py_UNUSED(module), PyObject *const *args, Py_ssize_t nargs)
 {

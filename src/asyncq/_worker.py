@@ -151,7 +151,7 @@ class Worker:
                                      or core.learn_at_once(cls, policy))
                                 and job.extra is None):  # no cancel request, no sample
                             # The short retry path: a zero-delay retry of a plain job,
-                            # decided without user code. Core.fail does the same, slower.
+                            # decided without user code. Outcomes.fail does the same, slower.
                             core.retried += 1  # and so, one more failed attempt
                             core.taken += 1
                             if job.first_failed_at is None:
@@ -172,7 +172,7 @@ class Worker:
                         self.route(job, result, None)
                     elif job.extra is not None or core.watch:
                         core.succeed(job, result)  # a latency sample, a log event, a key...
-                    else:  # the common case, inline: RUNNING -> SUCCEEDED (see Core.succeed)
+                    else:  # the common case, inline: RUNNING -> SUCCEEDED (see Outcomes.succeed)
                         waiters = finish(job, result, job.options.inert)
                         if waiters is not None:
                             wake(waiters)
