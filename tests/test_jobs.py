@@ -197,6 +197,7 @@ async def test_job_timeout_counts_as_failed_attempt_and_attempts_never_overlap()
         letter = next(iter(pool.dead_letters))
         assert isinstance(letter.error, TimeoutError)
         assert pool.stats().failed == 3
+        assert pool.stats().retried == 2
 
 
 async def test_options_chain_and_keep_other_fields() -> None:

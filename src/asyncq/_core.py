@@ -78,7 +78,7 @@ class Core(Outcomes):
         self.plain_retries = not debug  # neither debug nor balancing: the short retry path
         self.watch = debug  # debug or draining or balancing: successes need after_success
         self.wait_samples = Samples()
-        self.delayed = 0
+        self.delayed = 0  # the one gauge not read off an owner
 
     @property
     def submitted(self) -> int:

@@ -30,7 +30,11 @@ AT_ONCE_MAX = 64
 
 
 class Outcomes(Admission):
-    """Where a job goes when an attempt ends, and how many went each way."""
+    """Where a job goes when an attempt ends, and how many went each way.
+
+    ``at_once`` and :meth:`learn_at_once` serve the worker's short retry path: the error
+    classes a plain zero-delay ``Retry`` may retry without running user code.
+    """
 
     __slots__ = (
         "at_once", "cancelled", "dead", "dead_letters", "ended", "failed_finally",
@@ -53,7 +57,7 @@ class Outcomes(Admission):
         self.run_samples = Samples()
         self.ended: deque[Job[Any]] = deque()  # terminal jobs whose key/dependents wait
         self.handing_on = False
-        # counters (``submitted`` is ``seq``) and the one gauge not read off an owner
+        # counters (``submitted`` is ``seq``; ``delayed`` is the core's)
         self.succeeded = self.retried = self.dead = self.cancelled = 0
         self.failed_finally = 0  # failed attempts that were not retried (see failed)
         self.routing = 0  # failed attempts whose retry decision is running user code
@@ -129,8 +133,10 @@ class Outcomes(Admission):
     def fail(self, job: Job[Any], error: BaseException) -> None:
         """The attempt raised: retry it on the timer, or bury it in the dead letters.
 
-        A zero-delay retry that needs no user code to decide takes a shorter path, inline
-        in ``Worker.run``; this is every other case, and does the same for that one.
+        A zero-delay retry of the job's own failure that needs no user code to decide
+        takes a shorter path, inline in ``Worker.run`` (with :meth:`learn_at_once`); this is
+        every other case, interrupted attempts (a timeout) included, and does the same for
+        that one.
         """
         policy = job.options.retry
         self.failed_finally += 1  # until schedule_retry() says otherwise

@@ -153,7 +153,7 @@ class Worker:
                                 and (core.at_once.get(cls) is policy
                                      or core.learn_at_once(cls, policy))
                                 and job.extra is None):  # no cancel request, no sample
-                            # the short retry path (see Outcomes.fail)
+                            # the short retry path: what Outcomes.fail does, the long way
                             core.retried += 1  # and so, one more failed attempt
                             core.taken += 1
                             if job.first_failed_at is None:
