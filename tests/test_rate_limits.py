@@ -9,7 +9,10 @@ import pytest
 import asyncq
 from tests.conftest import assert_conserved
 
-TICK = 0.002  # uvloop's clock ticks in milliseconds
+# uvloop's clock ticks in milliseconds: a reading may be a tick stale and a timer fire a
+# tick early; plus the float error of subtracting two millisecond readings (0.048 can
+# come out as 0.0479999...).
+TICK = 0.002 + 1e-9
 
 
 async def test_pool_rate_limit_spaces_starts_after_the_burst() -> None:
