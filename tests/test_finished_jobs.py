@@ -341,6 +341,7 @@ def test_derive_is_the_dataclass_copy_with_validated_changes(
     assert [getattr(derived, flag) for flag in FLAGS] == [getattr(built, flag) for flag in FLAGS]
     assert gc.is_tracked(derived) == gc.is_tracked(built)
     assert type(derived.delay) is float
+    assert (derived is base) == (not changes)  # nothing to change: the same frozen object
 
 
 def test_options_of_a_subclass_stay_tracked_and_a_list_of_dependencies_is_copied() -> None:

@@ -76,7 +76,8 @@ class JobOptions:
         group: Any = _UNSET,
         after: Any = _UNSET,
     ) -> JobOptions:
-        """A copy with the given fields validated and replaced.
+        """A copy with the given fields validated and replaced (these options themselves
+        when no field is given).
 
         Written out rather than through ``dataclasses.replace``: a program may derive
         options for every job it submits (``pool.options(delay=d).submit(...)``), and this
@@ -97,6 +98,8 @@ class JobOptions:
             changes["group"] = check_hashable("group", group)
         if after is not _UNSET:
             changes["after"] = tuple(after)  # checked by the submitter (check_after)
+        if not changes:  # pool.options() with no arguments: frozen, so share these
+            return self
         if type(self) is not JobOptions:  # a subclass: its own fields and __post_init__
             return replace(self, **changes)
         new: JobOptions = _new(JobOptions)
