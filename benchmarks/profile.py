@@ -3,9 +3,11 @@
 * ``phases``: asyncq and bare, noop jobs, ``maxsize=None``, W workers: submit every job,
   then let the workers run them all, then await every handle, each phase timed on its own
   with the garbage collector off; the minimum over ``--repeat`` runs, in µs per job.
-* ``gc``: the ordinary benchmark shape (``maxsize=1000``, every handle kept until the
-  end): time spent in the collector per job, measured with ``gc.callbacks``; the median
-  over ``--repeat`` runs.
+* ``gc``: one run of the runner's ``--workload`` for each of ``--systems``, as ``where``
+  runs it (``maxsize=1000``; asyncq and bare keep every handle until the end): the time
+  spent in the collector, measured with ``gc.callbacks``, per job and as a share of the
+  run, and how many passes over each generation it made; the run with the median time
+  in the collector over ``--repeat`` runs.
 * ``instructions``: instructions per job under valgrind's callgrind, for asyncq and bare
   (and asyncq on its pure-Python storage): the count of a run of ``3 x --jobs`` jobs minus
   that of a run of ``--jobs`` jobs, divided by ``2 x --jobs``, so that start-up and imports
@@ -180,30 +182,45 @@ def phases(args: argparse.Namespace) -> None:
 
 
 def collector(args: argparse.Namespace) -> None:
-    spent = [0.0]
+    from .catalog import lookup
+    from .workloads import make_jobset
+
+    spent = [0.0, 0.0, 0.0]  # seconds in passes over generation 0, 1 and 2
     started = [0.0]
 
     def timer(phase: str, info: dict[str, int]) -> None:
         if phase == "start":
             started[0] = perf_counter()
         else:
-            spent[0] += perf_counter() - started[0]
+            spent[info["generation"]] += perf_counter() - started[0]
 
     for loop in args.loops:
         for system in args.systems:
-            per_job = []
+            runner = lookup(system).run
+            runs = []
             for _ in range(args.repeat):
+                jobs = make_jobset(args.workload, args.jobs)
                 gc.collect()
-                spent[0] = 0.0
+                spent[:] = [0.0, 0.0, 0.0]
+                before = [generation["collections"] for generation in gc.get_stats()]
                 gc.callbacks.append(timer)
                 try:
-                    run(loop, PHASES[system](noop, args.jobs, args.workers, 1000))
+                    outcome = run(loop, measured(runner, jobs, args.workers))
                 finally:
                     gc.callbacks.remove(timer)
-                per_job.append(spent[0] / args.jobs * 1e6)
-            print(f"gc     {system:7} {loop:8} W={args.workers}: "
-                  f"{statistics.median(per_job):.2f} µs per job in the collector "
-                  f"(median of {args.repeat}; {args.jobs:,} handles kept)")
+                if jobs.check(outcome.results) is not None:
+                    raise SystemExit(f"{system}: wrong or missing results: the measurement is "
+                                     "void")
+                passes = [generation["collections"] - b
+                          for generation, b in zip(gc.get_stats(), before, strict=True)]
+                runs.append((sum(spent), outcome.seconds, passes, list(spent)))
+            total, seconds, passes, by_generation = sorted(runs)[len(runs) // 2]  # the median
+            print(f"gc     {system:13} {loop:8} {args.workload:6} W={args.workers}: "
+                  f"{total / args.jobs * 1e6:.2f} µs per job in the collector, "
+                  f"{100 * total / seconds:.0f}% of the run; passes over generations "
+                  f"0/1/2: {passes[0]}/{passes[1]}/{passes[2]}, taking "
+                  f"{'/'.join(f'{1000 * t:.0f}' for t in by_generation)} ms "
+                  f"(median of {args.repeat}; {args.jobs:,} jobs)")
 
 
 def instructions(args: argparse.Namespace) -> None:
@@ -365,20 +382,20 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--loops", default="asyncio,uvloop")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--workload", choices=WHERE_WORKLOADS, default="noop",
-                    help="io only with where")
+                    help="io only with where and gc")
     ap.add_argument("--system", choices=SYSTEMS, default="asyncq")  # mode "one"
     ap.add_argument("--loop", choices=("asyncio", "uvloop"), default="asyncio")  # mode "one"
     args = ap.parse_args(argv)
     args.loops = [x for x in args.loops.split(",") if x]
     args.systems = [x for x in args.systems.split(",") if x]
-    if args.mode == "where":
+    if args.mode in ("where", "gc"):
         from .catalog import SYSTEMS as RUNNER_SYSTEMS
 
         systems: tuple[str, ...] = tuple(RUNNER_SYSTEMS)
     else:
         systems = SYSTEMS
         if args.workload not in WORKLOADS:
-            ap.error(f"--workload {args.workload} works with where only")
+            ap.error(f"--workload {args.workload} works with where and gc only")
     for name, allowed in (("--loops", ("asyncio", "uvloop")), ("--systems", systems)):
         bad = [x for x in getattr(args, name[2:]) if x not in allowed]
         if bad or not getattr(args, name[2:]):

@@ -26,6 +26,29 @@ def test_phases_and_gc_report_per_job_figures(capsys: pytest.CaptureFixture[str]
     assert [line.split()[1] for line in gc_lines] == ["asyncq", "bare"]
 
 
+def test_gc_counts_the_passes_of_any_runner_system_on_any_workload(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    profile.main(["gc", "--jobs", "2000", "--repeat", "3", "--loops", "asyncio",
+                  "--workload", "io", "--workers", "64", "--systems", "asyncq,bare-nofuture"])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("gc ")]
+    assert [line.split()[1] for line in lines] == ["asyncq", "bare-nofuture"]
+    for line in lines:
+        found = re.search(r"([\d.]+) µs per job in the collector, (\d+)% of the run; passes "
+                          r"over generations 0/1/2: (\d+)/(\d+)/(\d+), taking "
+                          r"(\d+)/(\d+)/(\d+) ms \(median of 3; 2,000 jobs\)", line)
+        assert found is not None, line
+        assert float(found.group(1)) >= 0, line
+        assert 0 <= int(found.group(2)) <= 100, line
+    # asyncq keeps 2,000 handles, each a tracked allocation: at least two young passes
+    asyncq_young = int(re.findall(r"0/1/2: (\d+)/", lines[0])[0])
+    assert asyncq_young >= 2, lines[0]
+
+
+def test_gc_refuses_a_system_the_runner_does_not_have() -> None:
+    with pytest.raises(SystemExit):
+        profile.main(["gc", "--systems", "asyncq,nonesuch"])
+
+
 def test_instructions_subtract_the_short_run_from_the_long_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
