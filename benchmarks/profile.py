@@ -208,9 +208,7 @@ def collector(args: argparse.Namespace) -> None:
                     outcome = run(loop, measured(runner, jobs, args.workers))
                 finally:
                     gc.callbacks.remove(timer)
-                if jobs.check(outcome.results) is not None:
-                    raise SystemExit(f"{system}: wrong or missing results: the measurement is "
-                                     "void")
+                require_results(system, jobs, outcome)
                 passes = [generation["collections"] - b
                           for generation, b in zip(gc.get_stats(), before, strict=True)]
                 runs.append((sum(spent), outcome.seconds, passes, list(spent)))
@@ -276,8 +274,7 @@ def where(args: argparse.Namespace) -> None:
                 outcome = run(loop, measured(runner, jobs, args.workers))
             finally:
                 profiler.disable()
-            if jobs.check(outcome.results) is not None:
-                raise SystemExit(f"{system}: wrong or missing results: the measurement is void")
+            require_results(system, jobs, outcome)
             shares: dict[str, float] = {}
             stats = pstats.Stats(profiler).stats  # type: ignore[attr-defined]
             for (path, _, name), row in stats.items():
@@ -294,6 +291,12 @@ def where(args: argparse.Namespace) -> None:
 async def measured(runner: SystemFn, jobs: JobSet, workers: int) -> Outcome:
     """One run of a runner's system, as a coroutine (what ``asyncio.run`` takes)."""
     return await runner(jobs, workers, 1000)
+
+
+def require_results(system: str, jobs: JobSet, outcome: Outcome) -> None:
+    """Stop the profile: a run that lost a job or got a wrong result measured nothing."""
+    if jobs.check(outcome.results) is not None:
+        raise SystemExit(f"{system}: wrong or missing results: the measurement is void")
 
 
 def place_of(path: str, name: str, loop: str) -> str:

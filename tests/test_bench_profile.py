@@ -49,6 +49,15 @@ def test_gc_refuses_a_system_the_runner_does_not_have() -> None:
         profile.main(["gc", "--systems", "asyncq,nonesuch"])
 
 
+@pytest.mark.parametrize("mode", ["gc", "where"])
+def test_a_run_with_wrong_results_voids_the_measurement(
+        mode: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(workloads.JobSet, "check", lambda self, results: "job 7 is missing")
+    with pytest.raises(SystemExit, match="asyncq: wrong or missing results"):
+        profile.main([mode, "--jobs", "200", "--repeat", "1", "--loops", "asyncio",
+                      "--systems", "asyncq"])
+
+
 def test_instructions_subtract_the_short_run_from_the_long_one(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
