@@ -356,3 +356,66 @@ async def test_error_classes_with_their_own_metaclass_or_class_go_the_long_way()
         assert pool.stats().workers == 1
         disguised.cancel()
     assert pool.stats().retried == 3
+
+
+@pytest.mark.parametrize("route", ["short", "subclass", "lane", "retry_later"])
+async def test_a_retry_with_no_delay_runs_before_the_jobs_queued_behind_it(
+        route: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """One worker, jobs a, b, c queued, a fails twice: a's retries run at once (a, a, a,
+    b, c), whichever way the retry is routed: the worker's short path, the long one (a
+    ``Retry`` subclass; ``RetryLater(0)``), or a priority lane."""
+    long_way = spy_on_the_long_way(monkeypatch)
+    policy = (SameRetry if route == "subclass" else asyncq.Retry)(attempts=3, delay=0)
+    ran: list[str] = []
+
+    async def step(name: str) -> str:
+        ran.append(name)
+        if name == "a" and ran.count("a") < 3:
+            raise (asyncq.RetryLater(0) if route == "retry_later" else ConnectionError(name))
+        return name
+
+    async with asyncq.Pool(workers=1, retry=policy) as pool:
+        time_no_job(pool)
+        submit = pool.options(priority=1) if route == "lane" else pool
+        jobs = [await submit.submit(step, name) for name in "abc"]
+        assert await asyncio.gather(*jobs) == ["a", "b", "c"]
+    assert ran == ["a", "a", "a", "b", "c"]
+    assert long_way == ([] if route == "short" else [1, 1])
+    assert jobs[0].attempts == 3
+    assert_conserved(pool.stats())
+
+
+async def test_retries_at_once_still_yield_to_the_loop_every_64_attempts() -> None:
+    """A job that fails 150 times with no delay runs its attempts back to back, but the
+    worker yields to the loop after each 64 (guarantee 7), and the job behind it waits
+    for all of them."""
+    ran: list[str] = []
+
+    async def always_fails() -> None:
+        ran.append("attempt")
+        raise ConnectionError("down")
+
+    async def other() -> None:
+        ran.append("other")
+
+    async def heartbeat() -> None:
+        while True:
+            ran.append("tick")
+            await asyncio.sleep(0)
+
+    async with asyncq.Pool(workers=1, retry=asyncq.Retry(attempts=150, delay=0)) as pool:
+        time_no_job(pool)
+        failing = await pool.submit(always_fails)
+        behind = await pool.submit(other)
+        beating = asyncio.create_task(heartbeat())
+        with pytest.raises(ConnectionError):
+            await failing
+        await behind
+        beating.cancel()
+    jobs = [entry for entry in ran if entry != "tick"]
+    assert jobs == ["attempt"] * 150 + ["other"]
+    runs = [len(run) for run in "".join("x" if e == "attempt" else " " for e in ran).split()]
+    assert max(runs) <= 64
+    assert failing.attempts == 150
+    assert pool.stats().retried == 149
+    assert_conserved(pool.stats())

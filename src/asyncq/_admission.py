@@ -239,10 +239,13 @@ class Admission:
         else:
             self.enqueue(job)
 
-    def enqueue(self, job: Job[Any]) -> None:
-        """A waiting job joins the ready queue or its lane; wake a worker for it."""
+    def enqueue(self, job: Job[Any], *, front: bool = False) -> None:
+        """A waiting job joins the ready queue or its lane (at the back, or at the front
+        for a zero-delay retry: it runs next); wake a worker for it."""
         if self.balancing and self.balancer.uses_lane(job):  # lanes exist only if balancing
-            self.balancer.place(job)
+            self.balancer.place(job, front=front)
+        elif front:
+            self.ready.appendleft(job)
         else:
             self.ready.append(job)
         if self.idle:

@@ -206,7 +206,8 @@ class Outcomes(Admission):
         return None
 
     def schedule_retry(self, job: Job[Any], delay: float, error: BaseException) -> None:
-        """Queue the next attempt: at once when there is no delay, else on the timer."""
+        """Queue the next attempt: first in its queue when there is no delay (it runs
+        next), else on the timer (it rejoins the back of its queue when that fires)."""
         self.failed_finally -= 1
         self.retried += 1
         self.taken += 1
@@ -217,7 +218,7 @@ class Outcomes(Admission):
             self.timers.schedule(delay, job)
         else:
             job.state = WAITING
-            self.enqueue(job)
+            self.enqueue(job, front=True)
         if self.debug:  # last: the error's repr is user code, and may cancel the job
             self.log.debug("job.retry_scheduled", job_id=job.id, fn=qualified_name(job.fn),
                            attempt=job.attempts, delay=delay, error=safe_repr(error))

@@ -6,8 +6,12 @@ at shutdown — cancels the worker's task while the attempt runs and takes the c
 back (``Task.uncancel``) once the attempt has ended, so the worker lives on.
 
 Fair to the loop: a worker that keeps finding jobs waiting runs at most
-:data:`YIELD_EVERY` of them back to back, then yields to the event loop once, so other
+:data:`YIELD_EVERY` attempts back to back, then yields to the event loop once, so other
 tasks, timers and I/O run even when jobs never suspend.
+
+A retry with no delay runs next: the worker runs the next attempt at once, unless its
+budget is spent; then the job goes to the front of the queue, for the first worker that
+looks after the yield.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from asyncq._context import run_in_context
 from asyncq._core import Core
 from asyncq._job import RUNNING, WAITING, Job, finish, wake
 
-#: Jobs a worker may run back to back before it yields to the event loop.
+#: Attempts a worker may run back to back before it yields to the event loop.
 YIELD_EVERY = 64
 
 # The worker behind each running worker task, for current_job(). Weak both ways: a pool
@@ -90,7 +94,9 @@ class Worker:
         and a job's code is paid again each time the job suspends and resumes. For the
         same reason the two commonest routes are written out too, a plain success and a
         zero-delay retry decided without user code: each does what ``Outcomes.succeed`` or
-        ``Outcomes.fail`` would, less a call (3% of a retried job in the retry benchmark).
+        ``Outcomes.fail`` would, less a call (3% of a retried job in the retry benchmark),
+        and the retry's next attempt runs in the same pass, without the trip through the
+        queue (8% fewer instructions per retried job than queueing it).
         """
         core = self.core
         balancer = core.balancer
@@ -140,54 +146,64 @@ class Worker:
                 core.taken -= 1
                 if core.putters or job.extra is not None or core.debug:
                     core.begin(job)  # room for a waiting producer, a latency sample, a log event
-                try:
-                    if job.options.timeout is not None or special:
-                        result = await self.run_special(job, job_id_var)
-                    elif job.kwargs is NO_KWARGS:
-                        result = await job.fn(*job.args)  # type: ignore[misc]
-                    else:
-                        result = await job.fn(*job.args, **job.kwargs)  # type: ignore[misc, arg-type]
-                except asyncio.CancelledError as error:  # first: it may be an Exception too
-                    self.job = None
-                    self.route(job, None, error)
-                except Exception as error:
-                    self.job = None
-                    if self.flagged or task.cancelling():
-                        self.route(job, None, error)
-                    else:  # the job's own failure, nothing interrupted it (see route)
-                        policy = job.options.retry
-                        cls = type(error)
-                        if (job.attempts < policy.attempts and core.plain_retries
-                                and type(cls) is type  # so hashed by identity, below
-                                and (core.at_once.get(cls) is policy
-                                     or core.learn_at_once(cls, policy))
-                                and job.extra is None):  # no cancel request, no sample
-                            # the short retry path: what Outcomes.fail does, the long way
-                            core.retried += 1  # and so, one more failed attempt
-                            core.taken += 1
-                            if job.first_failed_at is None:
-                                job.first_failed_at = wall_clock()
-                            job.state = WAITING  # RUNNING -> WAITING: we own the job
-                            ready.append(job)
-                            if core.idle:
-                                core.wake_worker()
+                while True:  # one attempt per pass; again only for a retry at once
+                    try:
+                        if job.options.timeout is not None or special:
+                            result = await self.run_special(job, job_id_var)
+                        elif job.kwargs is NO_KWARGS:
+                            result = await job.fn(*job.args)  # type: ignore[misc]
                         else:
-                            core.fail(job, error)
-                except BaseException as error:
-                    self.job = None
-                    self.route_fatal(job, error)
+                            result = await job.fn(*job.args, **job.kwargs)  # type: ignore[misc, arg-type]
+                    except asyncio.CancelledError as error:  # first: it may be an Exception too
+                        self.job = None
+                        self.route(job, None, error)
+                    except Exception as error:
+                        self.job = None
+                        if self.flagged or task.cancelling():
+                            self.route(job, None, error)
+                        else:  # the job's own failure, nothing interrupted it (see route)
+                            policy = job.options.retry
+                            cls = type(error)
+                            if (job.attempts < policy.attempts and core.plain_retries
+                                    and type(cls) is type  # so hashed by identity, below
+                                    and (core.at_once.get(cls) is policy
+                                         or core.learn_at_once(cls, policy))
+                                    and job.extra is None):  # no cancel request, no sample
+                                # the short retry path: what Outcomes.fail does, the long way
+                                core.retried += 1  # and so, one more failed attempt
+                                if job.first_failed_at is None:
+                                    job.first_failed_at = wall_clock()
+                                if budget > 1:  # the next attempt, at once and here
+                                    budget -= 1
+                                    job.attempts += 1
+                                    self.job = job
+                                    continue
+                                # out of budget: first in the queue, after our yield below
+                                core.taken += 1
+                                job.state = WAITING  # RUNNING -> WAITING: we own the job
+                                ready.appendleft(job)
+                                if core.idle:
+                                    core.wake_worker()
+                            else:
+                                core.fail(job, error)
+                    except BaseException as error:
+                        self.job = None
+                        self.route_fatal(job, error)
+                        if self.retiring:
+                            core.retired(self)
+                        return  # the pool is stopping
+                    else:
+                        self.job = None
+                        if self.flagged:
+                            self.route(job, result, None)
+                        elif job.extra is not None or core.watch:
+                            core.succeed(job, result)  # a latency sample, a log event, a key...
+                        else:  # the common case, inline: RUNNING -> SUCCEEDED (as Outcomes.succeed)
+                            waiters = finish(job, result, job.options.inert)
+                            if waiters is not None:
+                                wake(waiters)
+                            core.succeeded += 1
                     break
-                else:
-                    self.job = None
-                    if self.flagged:
-                        self.route(job, result, None)
-                    elif job.extra is not None or core.watch:
-                        core.succeed(job, result)  # a latency sample, a log event, a key...
-                    else:  # the common case, inline: RUNNING -> SUCCEEDED (see Outcomes.succeed)
-                        waiters = finish(job, result, job.options.inert)
-                        if waiters is not None:
-                            wake(waiters)
-                        core.succeeded += 1
                 budget -= 1
                 if not budget:
                     budget = YIELD_EVERY
