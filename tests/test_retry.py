@@ -419,3 +419,34 @@ async def test_retries_at_once_still_yield_to_the_loop_every_64_attempts() -> No
     assert failing.attempts == 150
     assert pool.stats().retried == 149
     assert_conserved(pool.stats())
+
+
+async def test_a_retiring_worker_leaves_a_retry_with_no_delay_to_another() -> None:
+    """A worker retired (``resize``) while an attempt runs stops after that attempt, even
+    when the attempt fails and its retry would run at once: the retry goes to the front of
+    the queue, another worker runs it."""
+    release = asyncio.Event()
+    attempts: list[tuple[str, asyncio.Task[Any] | None]] = []
+
+    async def flaky(name: str) -> str:
+        attempts.append((name, asyncio.current_task()))
+        if len(attempts) <= 2:
+            await release.wait()
+            raise ConnectionError(name)
+        return name
+
+    async with asyncq.Pool(workers=2, retry=asyncq.Retry(attempts=2, delay=0)) as pool:
+        time_no_job(pool)
+        jobs = [await pool.submit(flaky, name) for name in "ab"]
+        await until(lambda: len(attempts) == 2)
+        pool.resize(1)  # both workers are busy: one of them retires
+        core = pool._core
+        assert core is not None
+        retiring = next(worker for worker in core.workers if worker.retiring)
+        release.set()
+        assert await asyncio.gather(*jobs) == ["a", "b"]
+        assert len(core.workers) == 1
+        assert not core.workers[0].retiring
+    assert [task for _, task in attempts].count(retiring.task) == 1
+    assert sorted(name for name, _ in attempts) == ["a", "a", "b", "b"]
+    assert_conserved(pool.stats())

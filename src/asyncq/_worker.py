@@ -173,12 +173,12 @@ class Worker:
                                 core.retried += 1  # and so, one more failed attempt
                                 if job.first_failed_at is None:
                                     job.first_failed_at = wall_clock()
-                                if budget > 1:  # the next attempt, at once and here
+                                if budget > 1 and not self.retiring:  # the next attempt, here
                                     budget -= 1
                                     job.attempts += 1
                                     self.job = job
                                     continue
-                                # out of budget: first in the queue, after our yield below
+                                # out of budget, or retiring: first in the queue
                                 core.taken += 1
                                 job.state = WAITING  # RUNNING -> WAITING: we own the job
                                 ready.appendleft(job)
