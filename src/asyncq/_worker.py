@@ -103,7 +103,6 @@ class Worker:
         ready = core.ready
         special = core.copy_context or job_id_var is not None  # every job takes run_special
         budget = YIELD_EVERY
-        admitted = -1  # core.seq when we last yielded for a producer (below)
         self.started = True
         task = self.task or asyncio.current_task()  # None while an eager task factory runs us
         assert task is not None
@@ -124,17 +123,9 @@ class Worker:
                     job = ready.popleft()
                 else:
                     self.check_cancelled()
-                    budget = YIELD_EVERY
-                    if core.reserved and core.seq != admitted:
-                        # Room went to a waiting producer, which runs next and fills the
-                        # queue: a yield costs less than parking and being woken. Once per
-                        # admission, so that a reserved slot never used cannot keep us
-                        # spinning.
-                        admitted = core.seq
-                        await asyncio.sleep(0)
-                        continue
                     if not await core.park(self):
                         break
+                    budget = YIELD_EVERY
                     continue
                 if job.state is not WAITING:
                     core.drop_stale()
