@@ -154,6 +154,36 @@ async def test_priority_aging_prevents_starvation() -> None:
         assert started[0] == expected_first, (aging, started)
 
 
+async def test_a_retry_put_in_front_of_an_aged_lane_keeps_the_lane_s_age(gate: Gate) -> None:
+    """With priority_aging, a lane ages by its oldest job. A job retried with no delay goes
+    back to the front of its lane and takes that age: the low-priority jobs that had waited
+    long enough to run before fresh high-priority ones still do (the clock stands still)."""
+    now = [0.0]
+    started: list[str] = []
+    failed: set[str] = set()
+
+    async def record(name: str) -> None:
+        started.append(name)
+        if name == "low1" and name not in failed:
+            failed.add(name)
+            raise ConnectionError(name)
+
+    async with asyncq.Pool(workers=1, priority_aging=1.0,
+                           retry=asyncq.Retry(attempts=2, delay=0)) as pool:
+        assert pool._core is not None
+        pool._core.balancer.clock = lambda: now[0]
+        await pool.submit(gate.wait)
+        await gate.entered.wait()
+        jobs = [await pool.options(priority=0).submit(record, name) for name in ("low1", "low2")]
+        now[0] = 3.0  # the low lane has waited 3 s: effective priority 3
+        jobs += [await pool.options(priority=2).submit(record, name)
+                 for name in ("high1", "high2")]
+        gate.open()
+        await asyncio.gather(*jobs)
+    assert started == ["low1", "low1", "low2", "high1", "high2"]
+    assert_conserved(pool.stats())
+
+
 async def test_fair_share_between_groups(gate: Gate) -> None:
     """A flood from one group does not starve another: groups take turns, by weight."""
     started: list[str] = []

@@ -8,7 +8,8 @@ three gates on its way to a worker, in this order:
    jobs of the key queue behind it. A busy key blocks only its own jobs.
 2. **Dependencies** — the job waits until every job in ``after`` has succeeded; if one
    dies or is cancelled, the job is cancelled with ``DependencyFailed``.
-3. **Lanes** — one FIFO lane per ``(priority, group)``. Workers serve the highest
+3. **Lanes** — one FIFO lane per ``(priority, group)`` (a retry with no delay goes to
+   the front of its lane). Workers serve the highest
    priority first; within a priority, groups take turns, ``weight`` jobs a turn (deficit
    round robin), so a flood in one group cannot starve another. Plain jobs are the lane
    ``(0, None)``: the pool's fast ready queue.
@@ -153,7 +154,8 @@ class Balancer:
 
     # -- gate 3: lanes ------------------------------------------------------------------
     def place(self, job: Job[Any], *, front: bool = False) -> None:
-        """Queue a job that passed its gates in its ``(priority, group)`` lane."""
+        """Queue a job that passed its gates in its ``(priority, group)`` lane: at the back,
+        or ``front`` (a retry with no delay, a keyed job back from its rate-limit timer)."""
         options = job.options
         level = self.levels.get(options.priority)
         if level is None:
@@ -166,14 +168,18 @@ class Balancer:
         if (not lane and options.group not in level.ring
                 and (options.priority, options.group) not in self.paused_groups):
             level.ring.append(options.group)
+        if self.aging is not None:
+            # A lane ages by its head: a job put in front of it takes that age, so that
+            # the jobs behind do not lose the wait they have already done.
+            now = self.clock()
+            self.enqueued_at[job] = (min(now, self.enqueued_at.get(lane[0], now))
+                                     if front and lane else now)
         if front:
             lane.appendleft(job)
         else:
             lane.append(job)
         level.size += 1
         self.count += 1
-        if self.aging is not None:
-            self.enqueued_at[job] = self.clock()
 
     def take(self, ready: Ready) -> Job[Any] | None:
         """The next job a worker should run, from the lanes or the plain ready queue;
