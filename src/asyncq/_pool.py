@@ -56,7 +56,7 @@ class Pool(Submitter):
     * **Isolation** — a job's exception, timeout or cancellation affects only that job.
       ``KeyboardInterrupt``/``SystemExit`` from a job stops the pool (the rest is
       cancelled) and is raised again by :meth:`close`.
-    * **Fair to the loop** — a worker runs at most 64 jobs back to back before yielding.
+    * **Fair to the loop** — a worker runs at most 64 attempts back to back before yielding.
     * **Graceful shutdown** — :meth:`close` stops admission, drains (or cancels) and
       resolves every handle.
 

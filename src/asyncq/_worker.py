@@ -1,4 +1,4 @@
-"""A worker: take a job, run one attempt, classify the outcome, route it.
+"""A worker: take a job, run an attempt, classify the outcome, route it.
 
 Attempts run inline in the worker's own task (no task per job), which is where most of
 the pool's speed comes from. Cancelling an attempt — on ``job.cancel()``, on a timeout, or
@@ -9,9 +9,9 @@ Fair to the loop: a worker that keeps finding jobs waiting runs at most
 :data:`YIELD_EVERY` attempts back to back, then yields to the event loop once, so other
 tasks, timers and I/O run even when jobs never suspend.
 
-A retry with no delay runs next: the worker runs the next attempt at once, unless its
-budget is spent; then the job goes to the front of the queue, for the first worker that
-looks after the yield.
+A retry with no delay runs next: the worker runs the next attempt at once, unless it must
+yield first (its budget is spent) or is retiring; then the job goes to the front of the
+queue.
 """
 
 from __future__ import annotations
@@ -85,8 +85,9 @@ class Worker:
             self.core.abandon("cancelled: the pool's workers were cancelled")
 
     async def run(self, job_id_var: ContextVar[Any] | None) -> None:
-        """The worker's task: take a job, run one attempt, route the outcome; park when
-        there is none; stop when the pool stops or the worker retires.
+        """The worker's task: take a job, run an attempt, route the outcome (a retry with
+        no delay: the next attempt, at once); park when there is no job; stop when the
+        pool stops or the worker retires.
 
         If this task is cancelled from outside (the loop is shutting down with the pool
         still open), the pool stops and every job resolves. The loop is written out here,
