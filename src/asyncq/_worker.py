@@ -170,12 +170,10 @@ class Worker:
                                     job.attempts += 1
                                     self.job = job
                                     continue
-                                # out of budget, or retiring: first in the queue
+                                # out of budget, or retiring (rare): first in the queue
                                 core.taken += 1
                                 job.state = WAITING  # RUNNING -> WAITING: we own the job
-                                ready.appendleft(job)
-                                if core.idle:
-                                    core.wake_worker()
+                                core.enqueue(job, front=True)
                             else:
                                 core.fail(job, error)
                     except BaseException as error:
