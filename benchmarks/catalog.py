@@ -30,6 +30,7 @@ SYSTEMS: dict[str, System] = {
         System("asyncq", "asyncq", systems.run_asyncq, "asyncq does not import"),
         System("bare", "asyncio", systems.run_bare, ""),
         System("bare-nofuture", "asyncio", systems.run_bare_nofuture, ""),
+        System("slices", "asyncio", systems.run_slices, ""),
         System("semaphore", "asyncio", systems.run_semaphore, ""),
         System("aiojobs", "aiojobs", peers.run_aiojobs, BENCH_HINT),
         System("asyncio-pool", "asyncio_pool", peers.run_asyncio_pool, BENCH_HINT),

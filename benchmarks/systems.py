@@ -152,6 +152,33 @@ async def run_bare_nofuture(jobs: JobSet, workers: int, maxsize: int | None) -> 
     return Outcome(results, seconds)
 
 
+async def run_slices(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
+    """The ceiling for any pool: W tasks, task ``k`` awaits jobs ``k, k+W, k+2W, ...`` in turn.
+
+    No queue, no submit, no backpressure, no handles: only the jobs themselves and W tasks.
+    A pool that hands out work one job at a time cannot run faster than this; the gap
+    between a system and ``slices`` is the whole cost of its queueing and bookkeeping.
+    ``maxsize`` has nothing to bound here and is ignored.
+    """
+    del maxsize
+    loop = asyncio.get_running_loop()
+    fn = jobs.emulated
+    n = jobs.n
+    results: list[object] = [None] * n
+
+    async def share(first: int) -> None:
+        for i in range(first, n, workers):
+            try:
+                results[i] = await fn(i)
+            except Exception as exc:
+                results[i] = exc
+
+    start = perf_counter()
+    await asyncio.gather(*[loop.create_task(share(k)) for k in range(workers)])
+    seconds = perf_counter() - start
+    return Outcome(results, seconds)
+
+
 async def run_semaphore(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
     """``asyncio.Semaphore(W)`` + ``asyncio.gather`` over chunks of ``maxsize`` jobs.
 
