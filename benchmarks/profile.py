@@ -19,9 +19,9 @@
   under cProfile, and the share of the run's own time by where the code lives: asyncq,
   asyncio (loop, futures, timers, ``heapq``), waiting in ``select`` for the next timer,
   uvloop's C loop (waiting included), the peer library, the job functions and the harness
-  (which, for ``bare``, ``bare-nofuture`` and ``semaphore``, is the system itself). The
-  profiler slows every Python call down, so read the shares, not the µs; they say what a
-  pool could still save.
+  (which, for ``bare``, ``bare-nofuture``, ``slices`` and ``semaphore``, is the system
+  itself). The profiler slows every Python call down, so read the shares, not the µs;
+  they say what a pool could still save.
 
 * ``logging``: asyncq, noop jobs, ``maxsize=1000``: jobs/s with structlog not
   configured (asyncq's debug events stay off), configured at INFO (they are off), and
@@ -319,7 +319,7 @@ def place_of(path: str, name: str, loop: str) -> str:
     if posix.endswith("/benchmarks/workloads.py"):
         return "job functions"
     if "/benchmarks/" in posix:
-        return "harness"  # for bare, bare-nofuture and semaphore: the system itself
+        return "harness"  # for bare, bare-nofuture, slices, semaphore: the system
     if "/asyncio/" in posix and "site-packages" not in posix:
         return "asyncio"
     if "site-packages/" in posix:

@@ -153,11 +153,10 @@ async def run_bare_nofuture(jobs: JobSet, workers: int, maxsize: int | None) -> 
 
 
 async def run_slices(jobs: JobSet, workers: int, maxsize: int | None) -> Outcome:
-    """The ceiling for any pool: W tasks, task ``k`` awaits jobs ``k, k+W, k+2W, ...`` in turn.
+    """No queue at all: W tasks, task ``k`` awaits jobs ``k, k+W, k+2W, ...`` in turn.
 
-    No queue, no submit, no backpressure, no handles: only the jobs themselves and W tasks.
-    A pool that hands out work one job at a time cannot run faster than this; the gap
-    between a system and ``slices`` is the whole cost of its queueing and bookkeeping.
+    No submit, no backpressure, no handles: only the jobs themselves and W tasks, so the gap
+    between a system and ``slices`` is what that system's queueing and bookkeeping cost.
     ``maxsize`` has nothing to bound here and is ignored.
     """
     del maxsize
