@@ -122,7 +122,7 @@ def test_run_calibrates_before_the_plan_and_records_it(
 
 @pytest.mark.parametrize("workload", ["noop", "io", "retry"])
 def test_slices_runs_every_job_once_in_w_tasks(workload: str) -> None:
-    """The no-queue ceiling: every job runs exactly once (twice for retry, failing first),
+    """The no-queue system: every job runs exactly once (twice for retry, failing first),
     at most W at a time, and its results pass the runner's check."""
     import asyncio
 
