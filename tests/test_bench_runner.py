@@ -119,35 +119,3 @@ def test_run_calibrates_before_the_plan_and_records_it(
     assert seen == expected
     assert json.loads(out.read_text())["meta"]["min_seconds"] == (1.0 if calibrated else 0.0)
 
-
-@pytest.mark.parametrize("workload", ["noop", "io", "retry"])
-def test_slices_runs_every_job_once_in_w_tasks(workload: str) -> None:
-    """The no-queue system: every job runs exactly once (twice for retry, failing first),
-    at most W at a time, and its results pass the runner's check."""
-    import asyncio
-
-    from benchmarks import systems, workloads
-
-    jobs = workloads.make_jobset(workload, 103)
-    inner = jobs.native if workload == "retry" else jobs.emulated
-    calls: list[int] = []
-    running = peak = 0
-
-    async def counted(i: int) -> object:
-        nonlocal running, peak
-        calls.append(i)
-        running += 1
-        peak = max(peak, running)
-        try:
-            await asyncio.sleep(0)
-            return await inner(i)
-        finally:
-            running -= 1
-
-    jobs.emulated = (
-        workloads.with_retries(counted, jobs.retry_attempts) if workload == "retry" else counted
-    )
-    outcome = asyncio.run(systems.run_slices(jobs, 8, 1000))
-    assert jobs.check(outcome.results) is None
-    assert sorted(calls) == sorted(list(range(103)) * jobs.retry_attempts)
-    assert peak == 8
